@@ -1,0 +1,1 @@
+"""Curator: curriculum-as-a-service for RL post-training (Actor-Curator)."""

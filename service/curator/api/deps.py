@@ -1,0 +1,94 @@
+"""Annotated dependencies: a route reads like a sentence."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Request
+from sqlalchemy.orm import Session
+
+from curator.api.errors import Forbidden, NotFound, Unauthorized
+from curator.db.models import Bank, Run
+from curator.runs import tokens
+from curator.state import AppState
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.curator
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_session(state: StateDep):
+    with state.session_factory() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def bearer(authorization: Annotated[str | None, Header()] = None) -> str:
+    if not authorization:
+        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("malformed Authorization header: expected 'Bearer <token>'")
+    return token.strip()
+
+
+TokenDep = Annotated[str, Depends(bearer)]
+
+
+def _is_admin(state: AppState, token: str) -> bool:
+    return any(tokens.same_secret(token, t) for t in state.admin_tokens)
+
+
+def require_admin(state: StateDep, token: TokenDep) -> None:
+    if _is_admin(state, token):
+        return
+    if tokens.token_run_id(token) is not None:
+        raise Forbidden("run tokens cannot use admin endpoints")
+    raise Unauthorized("invalid admin token")
+
+
+AdminDep = Depends(require_admin)
+
+
+def get_bank(bank_id: Annotated[int, Path(ge=0, le=2**31 - 1)], session: SessionDep) -> Bank:
+    bank = session.get(Bank, bank_id)
+    if bank is None:
+        raise NotFound(f"bank {bank_id} not found", {"bank_id": bank_id})
+    return bank
+
+
+BankDep = Annotated[Bank, Depends(get_bank)]
+
+
+def get_run(run_id: Annotated[int, Path(ge=0, le=2**31 - 1)], session: SessionDep) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} not found", {"run_id": run_id})
+    return run
+
+
+RunDep = Annotated[Run, Depends(get_run)]
+
+
+def authorised_run(run: RunDep, state: StateDep, token: TokenDep, session: SessionDep) -> Run:
+    """The run, if the bearer is the admin or this run's own (unrevoked) token."""
+    if _is_admin(state, token):
+        return run
+    if tokens.matches(token, run.token_hash):
+        if run.revoked:
+            raise Unauthorized("this run's token was revoked")
+        return run
+    other = tokens.token_run_id(token)
+    if other is not None and other != run.id:
+        other_run = session.get(Run, other)
+        if other_run is not None and tokens.matches(token, other_run.token_hash):
+            raise Forbidden(f"this token belongs to run {other}, not run {run.id}")
+    raise Unauthorized("invalid token for this run")
+
+
+RunAuthDep = Annotated[Run, Depends(authorised_run)]

@@ -1,0 +1,101 @@
+"""Banks: create, inspect, bulk-add problems."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from curator.api.deps import AdminDep, BankDep, SessionDep, StateDep
+from curator.api.errors import Conflict, InvalidRequest, PayloadTooLarge
+from curator.api.schemas import (
+    BankCreate,
+    BankList,
+    BankPublic,
+    IndexInfo,
+    ProblemsAdd,
+    ProblemsAdded,
+)
+from curator.bank.embed import EmbedderError
+from curator.bank.ingest import IngestError, ProblemRecord, add_problems, create_bank, row_fetcher
+from curator.db.models import Bank
+from curator.state import AppState
+
+router = APIRouter(prefix="/v1/banks", tags=["banks"], dependencies=[AdminDep])
+
+
+def bank_public(state: AppState, bank: Bank, *, with_index: bool = False) -> BankPublic:
+    info = None
+    if with_index:
+        index_state, ntotal = state.files.index(bank.id).state(bank.size)
+        info = IndexInfo(state=index_state, size=ntotal,
+                         store_rows=state.files.store(bank.id, bank.dim).rows)
+    return BankPublic(bank_id=bank.id, name=bank.name, embedder=bank.embedder, dim=bank.dim,
+                      size=bank.size, index=info)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create(body: BankCreate, session: SessionDep, state: StateDep) -> BankPublic:
+    if session.scalar(select(Bank.id).where(Bank.name == body.name)) is not None:
+        raise Conflict(f"a bank named {body.name!r} exists", {"name": body.name})
+    try:
+        bank = create_bank(session=session, name=body.name, embedder=body.embedder,
+                           dim=body.dim, default_hash_dim=state.settings.hash_embedder_dim)
+        session.commit()
+    except IngestError as exc:
+        raise InvalidRequest(str(exc), exc.details) from exc
+    except IntegrityError as exc:
+        raise Conflict(f"a bank named {body.name!r} exists", {"name": body.name}) from exc
+    return bank_public(state, bank)
+
+
+@router.get("")
+def list_banks(session: SessionDep, state: StateDep) -> BankList:
+    banks = session.scalars(select(Bank).order_by(Bank.id))
+    return BankList(banks=[bank_public(state, b) for b in banks])
+
+
+@router.get("/{bank_id}")
+def get(bank: BankDep, state: StateDep) -> BankPublic:
+    return bank_public(state, bank, with_index=True)
+
+
+@router.post("/{bank_id}/problems")
+async def add(bank: BankDep, body: ProblemsAdd, session: SessionDep,
+              state: StateDep) -> ProblemsAdded:
+    limit = state.settings.max_problems_per_request
+    if len(body.problems) > limit:
+        raise PayloadTooLarge(f"at most {limit} problems per request; send several requests",
+                              {"count": len(body.problems), "limit": limit})
+    records = [ProblemRecord(p.external_id, p.prompt, p.answer, p.metadata, p.embedding)
+               for p in body.problems]
+
+    def work():
+        result = add_problems(session=session, bank=bank, problems=records,
+                              device=state.device)
+        if result.added:
+            state.files.store(bank.id, bank.dim).append(
+                result.first_position, result.vectors,
+                row_fetcher(state.session_factory, bank.id))
+        return result
+
+    try:
+        result = await run_in_threadpool(work)
+    except (IngestError, EmbedderError) as exc:
+        raise InvalidRequest(str(exc), getattr(exc, "details", None)) from exc
+    return ProblemsAdded(added=result.added, duplicates=result.duplicates,
+                         problem_ids=result.problem_ids, size=result.size)
+
+
+@router.post("/{bank_id}/index")
+async def rebuild_index(bank: BankDep, state: StateDep) -> BankPublic:
+    """Rebuild the bank's FAISS index from the embedding store (itself synced from the DB)."""
+
+    def work() -> None:
+        store = state.files.store(bank.id, bank.dim)
+        store.sync(bank.size, row_fetcher(state.session_factory, bank.id))
+        state.files.index(bank.id).build(store)
+
+    await run_in_threadpool(work)
+    return bank_public(state, bank, with_index=True)

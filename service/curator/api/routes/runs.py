@@ -1,0 +1,116 @@
+"""Runs: create (admin), inspect, select and feedback (run token)."""
+
+from __future__ import annotations
+
+import secrets
+
+from fastapi import APIRouter, Response, status
+from fastapi.concurrency import run_in_threadpool
+
+from curator.api.deps import AdminDep, RunAuthDep, SessionDep, StateDep
+from curator.api.errors import APIError, InvalidRequest, NotFound
+from curator.api.schemas import (
+    FeedbackReceipt,
+    FeedbackRequest,
+    RunCreate,
+    RunCreated,
+    RunPublic,
+    SelectedProblem,
+    SelectRequest,
+    SelectResponse,
+    TicketCounts,
+)
+from curator.curation.strategies import StrategyError, build_strategy
+from curator.db.models import Bank, Run
+from curator.runs import tokens
+from curator.runs.feedback import FeedbackError, ResultRecord, record_feedback, ticket_counts
+from curator.runs.selection import SelectError, select_batch
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[AdminDep])
+def create_run(body: RunCreate, session: SessionDep, state: StateDep) -> RunCreated:
+    bank = session.get(Bank, body.bank_id)
+    if bank is None:
+        raise NotFound(f"bank {body.bank_id} not found", {"bank_id": body.bank_id})
+    seed = body.seed if body.seed is not None else secrets.randbits(31)
+    try:  # validate the strategy and its parameters before anything is written
+        build_strategy(body.strategy, dict(body.params), dim=bank.dim, seed=seed, device="cpu")
+    except StrategyError as exc:
+        raise InvalidRequest(str(exc), {"strategy": body.strategy, "params": body.params}) from exc
+    run = Run(bank_id=bank.id, name=body.name, strategy=body.strategy, params=body.params,
+              seed=seed, token_hash="", cursor=0, step=0, model_version=0, stats={})
+    session.add(run)
+    session.flush()
+    token, token_hash = tokens.new_run_token(run.id)
+    run.token_hash = token_hash
+    session.commit()
+    return RunCreated(run_id=run.id, token=token, bank_id=bank.id, strategy=run.strategy,
+                      params=run.params, seed=seed, name=run.name)
+
+
+@router.get("/{run_id}")
+def get_run(run: RunAuthDep, session: SessionDep) -> RunPublic:
+    return RunPublic(run_id=run.id, bank_id=run.bank_id, name=run.name, strategy=run.strategy,
+                     params=run.params, seed=run.seed, step=run.step,
+                     model_version=run.model_version, revoked=run.revoked,
+                     tickets=TicketCounts(**ticket_counts(session, run.id)),
+                     stats=run.stats or {})
+
+
+@router.post("/{run_id}/select")
+def select(run: RunAuthDep, body: SelectRequest, session: SessionDep,
+           state: StateDep) -> SelectResponse:
+    limits = state.settings
+    if body.batch_size > limits.max_batch_size:
+        raise InvalidRequest(f"batch_size must be ≤ {limits.max_batch_size}",
+                             {"batch_size": body.batch_size})
+    pool_size = body.pool_size or max(limits.default_pool_size, body.batch_size)
+    if pool_size > limits.max_pool_size:
+        raise InvalidRequest(f"pool_size must be ≤ {limits.max_pool_size}",
+                             {"pool_size": pool_size})
+    if body.pool_size is not None and body.batch_size > body.pool_size:
+        raise InvalidRequest(f"batch_size {body.batch_size} exceeds pool_size {body.pool_size}",
+                             {"batch_size": body.batch_size, "pool_size": body.pool_size})
+    bank = session.get(Bank, run.bank_id)
+    session.close()
+    try:
+        result = select_batch(session_factory=state.session_factory, run=run, bank=bank,
+                              batch_size=body.batch_size, pool_size=pool_size,
+                              files=state.files, snapshots=state.snapshots)
+    except SelectError as exc:
+        raise InvalidRequest(str(exc), exc.details) from exc
+    return SelectResponse(ticket_id=result.ticket_id, run_id=result.run_id, step=result.step,
+                          model_version=result.model_version,
+                          problems=[SelectedProblem(**vars(p)) for p in result.problems])
+
+
+@router.post("/{run_id}/feedback", status_code=status.HTTP_202_ACCEPTED)
+async def feedback(run: RunAuthDep, body: FeedbackRequest, state: StateDep,
+                   response: Response) -> FeedbackReceipt:
+    results = [ResultRecord(r.problem_id, r.utility, r.rewards, r.log_ratios)
+               for r in body.results]
+    strategy = await run_in_threadpool(state.snapshots.get, run, 0)
+    try:
+        receipt = await run_in_threadpool(
+            record_feedback, session_factory=state.session_factory, run=run,
+            ticket_id=body.ticket_id, results=results,
+            requires_rewards=strategy.requires_rewards)
+    except FeedbackError as exc:
+        raise APIError(str(exc), exc.details, status_code=exc.status) from exc
+    if receipt.replayed:
+        response.headers["Curator-Replayed"] = "true"
+    else:
+        await state.queue.put(receipt.ticket_id)
+    return FeedbackReceipt(ticket_id=receipt.ticket_id, accepted=receipt.accepted,
+                           state=receipt.state)
+
+
+@router.post("/{run_id}/revoke", dependencies=[AdminDep])
+def revoke(run: RunAuthDep, session: SessionDep) -> dict[str, object]:
+    """Revoke the run's token (admin). The run and its data stay."""
+    db_run = session.get(Run, run.id)
+    db_run.revoked = True
+    session.commit()
+    return {"run_id": run.id, "revoked": True}

@@ -1,0 +1,83 @@
+"""create_app(settings): routers, error handlers, lifespan. Nothing is built at import."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from curator.api.errors import install_error_handlers
+from curator.api.limits import BodySizeLimit
+from curator.api.routes import banks, health, runs
+from curator.bank.files import BankFiles
+from curator.config import Settings
+from curator.db.session import make_engine, make_session_factory
+from curator.runs.snapshots import SnapshotCache
+from curator.state import AppState
+from curator.worker.loop import run_worker
+from curator.worker.queue import InProcessQueue, RedisStreamQueue
+from curator.worker.updater import Updater
+
+log = logging.getLogger("curator")
+
+
+def _operation_id(route: APIRoute) -> str:
+    tag = route.tags[0] if route.tags else "default"
+    return f"{tag}-{route.name}"
+
+
+def build_state(settings: Settings) -> AppState:
+    from curator.curation.scorer import resolve_device
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    admin, _ = settings.ensure_admin_token()
+    device = str(resolve_device(settings.device))
+    engine = make_engine(settings.sqlalchemy_url)
+    session_factory = make_session_factory(engine)
+    files = BankFiles(settings.data_dir)
+    if settings.redis_url:
+        queue = RedisStreamQueue(settings.redis_url, settings.feedback_stream,
+                                 settings.worker_group)
+    else:
+        queue = InProcessQueue()
+    updater = Updater(session_factory, files, device) if settings.embedded_worker else None
+    return AppState(settings=settings, engine=engine, session_factory=session_factory,
+                    files=files, snapshots=SnapshotCache(session_factory, device), queue=queue,
+                    updater=updater, device=device,
+                    admin_tokens=[admin, *settings.extra_admin_tokens])
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = build_state(settings)
+        app.state.curator = state
+        if state.updater is not None:
+            state.worker_task = asyncio.create_task(
+                run_worker(state.queue, state.updater, state.stop,
+                           session_factory=state.session_factory))
+        try:
+            yield
+        finally:
+            state.stop.set()
+            if state.worker_task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await state.worker_task
+            await state.queue.close()
+            state.engine.dispose()
+
+    app = FastAPI(title="Curator", version="0.1.0", lifespan=lifespan,
+                  summary="Curriculum-as-a-service for RL post-training (Actor-Curator)",
+                  generate_unique_id_function=_operation_id)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(banks.router)
+    app.include_router(runs.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,1 @@
+"""Problem banks: ingest, embedders, the embedding store and the FAISS index."""

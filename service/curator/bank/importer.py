@@ -1,0 +1,104 @@
+"""Import problems from JSONL, Parquet or a local Hugging Face `datasets` directory."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curator.bank.ingest import ProblemRecord
+
+
+@dataclass
+class FieldMap:
+    """Which source columns hold the problem's parts; other columns become metadata."""
+
+    external_id: str = "id"
+    prompt: str = "prompt"
+    answer: str | None = "answer"
+    embedding: str | None = "embedding"
+    metadata: list[str] | None = None  # None: every other column
+    exclude: set[str] = field(default_factory=set)
+
+    def record(self, row: dict[str, Any], index: int) -> ProblemRecord:
+        used = {self.external_id, self.prompt, self.answer, self.embedding} | self.exclude
+        ext = row.get(self.external_id)
+        meta_keys = self.metadata if self.metadata is not None else [
+            k for k in row if k not in used]
+        meta = {k: row[k] for k in meta_keys if k in row and _jsonable(row[k])}
+        emb = row.get(self.embedding) if self.embedding else None
+        answer = row.get(self.answer) if self.answer else None
+        prompt = row.get(self.prompt)
+        return ProblemRecord(
+            external_id=str(ext) if ext is not None else f"row-{index}",
+            prompt=prompt if isinstance(prompt, str) else json.dumps(prompt),
+            answer=None if answer is None else str(answer),
+            metadata=meta,
+            embedding=None if emb is None else [float(x) for x in emb],
+        )
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def count_rows(path: Path) -> int | None:
+    if path.suffix == ".jsonl":
+        with open(path, "rb") as fh:
+            return sum(1 for line in fh if line.strip())
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    return None
+
+
+def read_rows(path: Path, batch_size: int = 5000) -> Iterator[list[dict[str, Any]]]:
+    """Yield batches of row dicts; never holds the whole file in memory."""
+    if path.is_dir():
+        yield from _read_hf_dataset(path, batch_size)
+    elif path.suffix in (".jsonl", ".json"):
+        batch: list[dict[str, Any]] = []
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    batch.append(json.loads(line))
+                    if len(batch) >= batch_size:
+                        yield batch
+                        batch = []
+        if batch:
+            yield batch
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for rb in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
+            yield rb.to_pylist()
+    else:
+        raise ValueError(f"unsupported file {path}: use .jsonl, .parquet or a datasets dir")
+
+
+def _read_hf_dataset(path: Path, batch_size: int) -> Iterator[list[dict[str, Any]]]:
+    try:
+        from datasets import load_from_disk
+    except ImportError as exc:
+        raise ValueError("reading a datasets directory needs `pip install datasets`") from exc
+    ds = load_from_disk(str(path))
+    if hasattr(ds, "keys"):  # a DatasetDict: take the train split, else the first
+        ds = ds["train"] if "train" in ds else ds[next(iter(ds.keys()))]
+    for start in range(0, len(ds), batch_size):
+        yield _columns_to_rows(ds[start:start + batch_size])
+
+
+def _columns_to_rows(cols: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = list(cols)
+    return [dict(zip(keys, vals)) for vals in zip(*(cols[k] for k in keys))]
+
+
+def records(rows: Iterable[dict[str, Any]], fields: FieldMap, offset: int) -> list[ProblemRecord]:
+    return [fields.record(r, offset + i) for i, r in enumerate(rows)]

@@ -1,0 +1,130 @@
+"""`pcl` (Prompt Curriculum Learning, Gao et al. 2025): a value head predicts each
+problem's pass rate from its embedding; prefer problems predicted near p = 0.5."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from curator.curation.scorer import PassRateHead, resolve_device
+from curator.curation.strategies.base import (
+    base_extra,
+    check_sampling,
+    check_state_name,
+    derive_seed,
+    mean_or_none,
+    require,
+)
+from curator.curation.strategies.torchstate import (
+    embeddings_tensor,
+    load_optimizer_state,
+    module_state,
+    optimizer_state,
+)
+from curator.curation.types import Observation, Pool, UpdateStats
+
+SCORE_EPS = 1e-6
+
+
+def pcl_score(p: np.ndarray) -> np.ndarray:
+    """2√(p(1−p)): 1 at p = 0.5, 0 at p ∈ {0, 1}."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
+    return 2.0 * np.sqrt(p * (1.0 - p))
+
+
+class PclStrategy:
+    """Value head trained online by MSE on each problem's observed mean reward (`steps`
+    full-batch Adam steps per update); logits = log(2√(p(1−p)) + 1e-6) / temperature.
+
+    temperature 0.1 (folded into the logits; sampler temperature 1) approximates PCL's
+    pick-the-nearest-to-0.5 while staying a proper distribution with propensities.
+    """
+
+    name: ClassVar[str] = "pcl"
+
+    @dataclass(frozen=True)
+    class Params:
+        hidden: int = 256
+        lr: float = 1e-3
+        steps: int = 4
+        temperature: float = 0.1
+        top_p: float = 1.0
+
+        def validate(self) -> None:
+            require(1 <= self.hidden <= 8192, "hidden", "must be in [1, 8192]")
+            require(self.lr > 0, "lr", "must be > 0")
+            require(1 <= self.steps <= 100, "steps", "must be in [1, 100]")
+            check_sampling(self.top_p, self.temperature)
+
+    def __init__(self, params: Params, *, dim: int, seed: int, device: str = "cpu") -> None:
+        self.params = params
+        self.category_field: str | None = None
+        self.requires_rewards = True
+        self.top_p = params.top_p
+        self.temperature = 1.0
+        self.dim = dim
+        self.device = resolve_device(device)
+        gen = torch.Generator().manual_seed(derive_seed(seed, 2))
+        self._head = PassRateHead(dim, params.hidden, generator=gen).to(self.device)
+        self._opt = torch.optim.Adam(self._head.parameters(), lr=params.lr)
+        self._updates = 0
+
+    def predict(self, embeddings: np.ndarray) -> np.ndarray:
+        """Predicted pass rates for embeddings [M, d]."""
+        if len(embeddings) == 0:
+            return np.zeros(0, dtype=np.float64)
+        emb = embeddings_tensor(embeddings, self.dim, self.device)
+        self._head.eval()
+        with torch.no_grad():
+            return self._head(emb).double().cpu().numpy()
+
+    def logits(self, pool: Pool) -> np.ndarray:
+        p = self.predict(pool.embeddings)
+        return np.log(pcl_score(p) + SCORE_EPS) / self.params.temperature
+
+    def active(self) -> bool:
+        return True
+
+    def update(self, batch: list[Observation]) -> UpdateStats:
+        used = [o for o in batch if o.mean_reward is not None and math.isfinite(o.mean_reward)]
+        loss_value = None
+        if used:
+            emb = embeddings_tensor([o.embedding for o in used], self.dim, self.device)
+            target = torch.tensor(
+                [o.mean_reward for o in used], dtype=torch.float32, device=self.device
+            )
+            self._head.train()
+            for _ in range(self.params.steps):
+                loss = torch.mean((self._head(emb) - target) ** 2)
+                self._opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self._opt.step()
+                loss_value = float(loss.item())
+        self._updates += 1
+        return UpdateStats(
+            loss=loss_value,
+            mean_reward=mean_or_none(o.mean_reward for o in batch),
+            extra=base_extra(batch, self._updates),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dim": self.dim,
+            "hidden": self.params.hidden,
+            "updates": self._updates,
+            "model": module_state(self._head),
+            "optimizer": optimizer_state(self._opt),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        check_state_name(state, self.name)
+        if (state["dim"], state["hidden"]) != (self.dim, self.params.hidden):
+            raise ValueError("state does not match this value head's dim/hidden")
+        self._head.load_state_dict(state["model"])
+        load_optimizer_state(self._opt, state["optimizer"])
+        self._updates = int(state["updates"])

@@ -1,0 +1,107 @@
+"""Feedback: validate against the ticket, store rows and mark the ticket reported atomically.
+
+The queue only carries ticket ids; these rows are the record the worker applies. A
+repeat of feedback for a ticket already reported is answered with the first receipt
+and changes nothing (first write wins).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from curator.curation.utility import group_stats, realised_improvement
+from curator.db.models import Feedback, Run, Ticket, TicketItem, utcnow
+
+
+class FeedbackError(ValueError):
+    def __init__(self, message: str, details: Any = None, *, status: int = 422) -> None:
+        super().__init__(message)
+        self.details = details
+        self.status = status
+
+
+@dataclass
+class ResultRecord:
+    problem_id: int
+    utility: float | None = None
+    rewards: list[float] | None = None
+    log_ratios: list[float] | None = None
+
+
+@dataclass
+class Receipt:
+    ticket_id: str
+    accepted: int
+    state: str
+    replayed: bool
+
+
+def _receipt(session: Session, ticket: Ticket) -> Receipt:
+    return Receipt(ticket.id, ticket.accepted, "applied" if ticket.state == "applied"
+                   else "reported", True)
+
+
+def record_feedback(*, session_factory: sessionmaker[Session], run: Run, ticket_id: str,
+                    results: list[ResultRecord], requires_rewards: bool) -> Receipt:
+    with session_factory() as s:
+        ticket = s.get(Ticket, ticket_id)
+        if ticket is None or ticket.run_id != run.id:
+            raise FeedbackError(f"ticket {ticket_id!r} not found for run {run.id}",
+                                {"ticket_id": ticket_id}, status=404)
+        if ticket.state != "issued":
+            return _receipt(s, ticket)
+
+        items = set(s.scalars(select(TicketItem.problem_id)
+                              .where(TicketItem.ticket_id == ticket_id)))
+        ids = [r.problem_id for r in results]
+        unknown = sorted({i for i in ids if i not in items})
+        if unknown:
+            raise FeedbackError("results name problems that are not in this ticket",
+                                {"problem_ids": unknown[:100]})
+        repeated = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) < len(ids) else []
+        if repeated:
+            raise FeedbackError("a problem appears more than once in results",
+                                {"problem_ids": repeated[:100]})
+        if requires_rewards:
+            missing = [r.problem_id for r in results if r.rewards is None]
+            if missing:
+                raise FeedbackError(
+                    f"strategy {run.strategy!r} learns from per-rollout rewards: send `rewards`",
+                    {"problem_ids": missing[:100]})
+
+        rows = []
+        for r in results:
+            mean_reward = mean_abs_adv = None
+            utility, kind = r.utility, "direct" if r.utility is not None else None
+            if r.rewards is not None:
+                mean_reward, mean_abs_adv = group_stats(r.rewards)
+                if utility is None:
+                    utility, kind = realised_improvement(r.rewards, r.log_ratios)
+            rows.append({"ticket_id": ticket_id, "problem_id": r.problem_id,
+                         "utility": utility, "utility_kind": kind, "rewards": r.rewards,
+                         "log_ratios": r.log_ratios, "mean_reward": mean_reward,
+                         "mean_abs_advantage": mean_abs_adv, "created_at": utcnow()})
+
+        # The state transition is the idempotency guard: exactly one request wins it.
+        won = s.execute(update(Ticket).where(Ticket.id == ticket_id, Ticket.state == "issued")
+                        .values(state="reported", reported_at=utcnow(), accepted=len(rows))
+                        ).rowcount
+        if won != 1:
+            s.rollback()
+            return _receipt(s, s.get(Ticket, ticket_id, populate_existing=True))
+        s.execute(Feedback.__table__.insert(), rows)
+        s.commit()
+        return Receipt(ticket_id, len(rows), "reported", False)
+
+
+def ticket_counts(session: Session, run_id: int) -> dict[str, int]:
+    counts = dict(session.execute(
+        select(Ticket.state, func.count()).where(Ticket.run_id == run_id)
+        .group_by(Ticket.state)).all())
+    issued = sum(counts.values())
+    reported = counts.get("reported", 0) + counts.get("applied", 0)
+    return {"issued": issued, "reported": reported, "applied": counts.get("applied", 0)}

@@ -1,0 +1,144 @@
+"""Select: proposal → scorer → sampler → ticket. DESIGN.md §2."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from curator.bank.files import BankFiles
+from curator.bank.ingest import row_fetcher
+from curator.curation.proposal import pool_positions
+from curator.curation.sampler import entropy, sample
+from curator.curation.types import Pool
+from curator.db.models import Bank, Problem, Run, Ticket, TicketItem
+from curator.runs.snapshots import SnapshotCache
+
+
+class SelectError(ValueError):
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+@dataclass
+class SelectedItem:
+    problem_id: int
+    external_id: str
+    prompt: str
+    answer: str | None
+    metadata: dict[str, Any]
+    propensity: float
+    source: str
+
+
+@dataclass
+class SelectResult:
+    ticket_id: str
+    run_id: int
+    step: int
+    model_version: int
+    problems: list[SelectedItem]
+
+
+def _claim(session: Session, run_id: int, count: int) -> tuple[int, int, int]:
+    """Atomically advance the run's cursor by `count` and its step by one.
+
+    One UPDATE … RETURNING: row-locked on PostgreSQL, database-locked on SQLite, so
+    concurrent selects on any replica get disjoint counter ranges.
+    """
+    cursor, step, version = session.execute(
+        update(Run).where(Run.id == run_id)
+        .values(cursor=Run.cursor + count, step=Run.step + 1)
+        .returning(Run.cursor, Run.step, Run.model_version)).one()
+    return cursor - count, step, version
+
+
+def _more(session: Session, run_id: int, count: int) -> int:
+    return session.execute(
+        update(Run).where(Run.id == run_id).values(cursor=Run.cursor + count)
+        .returning(Run.cursor)).scalar_one() - count
+
+
+def categories_for(session: Session, bank_id: int, positions: np.ndarray,
+                   field: str) -> list[str | None]:
+    rows = dict(session.execute(
+        select(Problem.position, Problem.meta)
+        .where(Problem.bank_id == bank_id, Problem.position.in_([int(p) for p in positions]))
+    ).all())
+    out: list[str | None] = []
+    for p in positions:
+        value = (rows.get(int(p)) or {}).get(field)
+        out.append(None if value is None else str(value))
+    return out
+
+
+def select_batch(*, session_factory: sessionmaker[Session], run: Run, bank: Bank,
+                 batch_size: int, pool_size: int, files: BankFiles,
+                 snapshots: SnapshotCache) -> SelectResult:
+    n = bank.size
+    if n == 0:
+        raise SelectError("the run's bank is empty: add problems first", {"bank_id": bank.id})
+    if batch_size > n:
+        raise SelectError(f"batch_size {batch_size} exceeds the bank size {n}",
+                          {"batch_size": batch_size, "bank_size": n})
+    m = min(pool_size, n)
+    if batch_size > m:
+        raise SelectError(f"batch_size {batch_size} exceeds pool_size {m}",
+                          {"batch_size": batch_size, "pool_size": m})
+
+    store = files.store(bank.id, bank.dim)
+    store.sync(n, row_fetcher(session_factory, bank.id))
+
+    with session_factory() as s:
+        start, step, version = _claim(s, run.id, m)
+        positions = pool_positions(start, m, n, run.seed)
+        while positions.size < m:  # repeats at an epoch boundary were dropped: take more
+            extra = _more(s, run.id, m - positions.size)
+            more = pool_positions(extra, m - positions.size, n, run.seed)
+            positions = np.concatenate([positions, more[~np.isin(more, positions)]])
+        s.commit()
+
+    strategy = snapshots.get(run, version)
+    categories = None
+    if strategy.category_field:
+        with session_factory() as s:
+            categories = categories_for(s, bank.id, positions, strategy.category_field)
+    pool = Pool(problem_ids=positions.astype(np.int64), embeddings=store.lookup(positions),
+                categories=categories)
+    logits = np.asarray(strategy.logits(pool), dtype=np.float64)
+    rng = np.random.default_rng([run.seed, step])
+    selection = sample(logits if strategy.active() else None, batch_size, rng,
+                       pool_size=int(positions.size), top_p=strategy.top_p,
+                       temperature=strategy.temperature)
+    chosen = positions[selection.indices]
+
+    ticket_id = uuid.uuid4().hex
+    with session_factory() as s:
+        s.add(Ticket(id=ticket_id, run_id=run.id, step=step, model_version=version,
+                     pool_size=int(m), pool_entropy=float(entropy(selection.pool_probs)),
+                     state="issued"))
+        s.flush()
+        s.execute(TicketItem.__table__.insert(), [
+            {"ticket_id": ticket_id, "problem_id": int(pid), "rank": rank,
+             "logit": float(logits[idx]), "propensity": float(prop), "source": src}
+            for rank, (pid, idx, prop, src) in enumerate(
+                zip(chosen, selection.indices, selection.propensities, selection.sources))
+        ])
+        rows = {r.position: r for r in s.execute(
+            select(Problem.position, Problem.external_id, Problem.prompt, Problem.answer,
+                   Problem.meta)
+            .where(Problem.bank_id == bank.id,
+                   Problem.position.in_([int(p) for p in chosen])))}
+        s.commit()
+
+    problems = []
+    for pid, prop, src in zip(chosen, selection.propensities, selection.sources):
+        r = rows[int(pid)]
+        problems.append(SelectedItem(int(pid), r.external_id, r.prompt, r.answer,
+                                     r.meta or {}, float(prop), src))
+    return SelectResult(ticket_id, run.id, step, version, problems)

@@ -1,0 +1,30 @@
+"""Everything the app builds at start-up, kept on `app.state.curator` (no import-time state)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from curator.bank.files import BankFiles
+from curator.config import Settings
+from curator.runs.snapshots import SnapshotCache
+from curator.worker.queue import FeedbackQueue
+from curator.worker.updater import Updater
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    files: BankFiles
+    snapshots: SnapshotCache
+    queue: FeedbackQueue
+    updater: Updater | None
+    device: str
+    admin_tokens: list[str]
+    worker_task: asyncio.Task | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)

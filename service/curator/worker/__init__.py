@@ -1,0 +1,1 @@
+"""Background work: the feedback queue and the updater that applies tickets."""

@@ -1,0 +1,172 @@
+"""Apply reported tickets: utility → strategy update → checkpoint, in one transaction.
+
+The ticket is marked applied in the same transaction that writes the new checkpoint and
+bumps the run's model version, so a crash at any point either applies a ticket fully or
+not at all; the restart re-queues what is still `reported`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from curator.bank.files import BankFiles
+from curator.bank.ingest import row_fetcher
+from curator.curation.checkpoint import dumps
+from curator.curation.types import Observation, Strategy
+from curator.db.models import (
+    Bank,
+    Checkpoint,
+    Feedback,
+    HistoryPoint,
+    Problem,
+    Run,
+    Ticket,
+    TicketItem,
+    utcnow,
+)
+from curator.runs.snapshots import load_strategy
+
+log = logging.getLogger("curator.worker")
+KEEP_CHECKPOINTS = 5
+
+
+@dataclass
+class Applied:
+    ticket_id: str
+    run_id: int
+    model_version: int
+    seconds: float
+    skipped: bool = False
+
+
+class Updater:
+    """Holds the training copy of each run's strategy between tickets."""
+
+    def __init__(self, session_factory: sessionmaker[Session], files: BankFiles,
+                 device: str = "cpu", cache_size: int = 32) -> None:
+        self._sf = session_factory
+        self._files = files
+        self._device = device
+        self._cache: OrderedDict[int, tuple[int, Strategy]] = OrderedDict()
+        self._cache_size = cache_size
+        self._run_locks: dict[int, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _run_lock(self, run_id: int) -> threading.Lock:
+        with self._locks_guard:
+            return self._run_locks.setdefault(run_id, threading.Lock())
+
+    def _strategy(self, session: Session, run: Run, dim: int) -> Strategy:
+        hit = self._cache.get(run.id)
+        if hit is not None and hit[0] == run.model_version:
+            self._cache.move_to_end(run.id)
+            return hit[1]
+        strategy = load_strategy(session, run, run.model_version, dim, self._device)
+        self._cache[run.id] = (run.model_version, strategy)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return strategy
+
+    def pending_run_tickets(self, run_id: int) -> list[str]:
+        with self._sf() as s:
+            return list(s.scalars(select(Ticket.id).where(
+                Ticket.run_id == run_id, Ticket.state == "reported"
+            ).order_by(Ticket.reported_at, Ticket.step)))
+
+    def apply(self, ticket_id: str) -> Applied:
+        """Apply one ticket (no-op when already applied or not reported)."""
+        with self._sf() as s:
+            run_id = s.scalar(select(Ticket.run_id).where(Ticket.id == ticket_id))
+        if run_id is None:
+            return Applied(ticket_id, -1, -1, 0.0, skipped=True)
+        with self._run_lock(run_id):
+            return self._apply_locked(ticket_id, run_id)
+
+    def _apply_locked(self, ticket_id: str, run_id: int) -> Applied:
+        t0 = time.perf_counter()
+        with self._sf() as s:
+            # Row lock on PostgreSQL: one worker applies a run's tickets at a time.
+            run = s.execute(select(Run).where(Run.id == run_id).with_for_update()).scalar_one()
+            ticket = s.get(Ticket, ticket_id, populate_existing=True)
+            if ticket is None or ticket.state != "reported":
+                s.rollback()
+                return Applied(ticket_id, run_id, run.model_version, 0.0, skipped=True)
+            bank = s.get(Bank, run.bank_id)
+            strategy = self._strategy(s, run, bank.dim)
+            batch, curator_share = self._observations(s, bank, ticket_id,
+                                                      strategy.category_field)
+            try:
+                stats = strategy.update(batch)
+            except Exception:
+                self._cache.pop(run.id, None)  # the in-memory copy may be half-updated
+                raise
+            version = run.model_version + 1
+            s.add(Checkpoint(run_id=run.id, version=version, blob=dumps(strategy.state_dict())))
+            s.execute(delete(Checkpoint).where(Checkpoint.run_id == run.id,
+                                               Checkpoint.version <= version - KEEP_CHECKPOINTS))
+            run_stats = dict(run.stats or {})
+            kinds = [o.utility_kind for o in batch if o.utility_kind]
+            if kinds:
+                run_stats["utility_kinds"] = {
+                    k: run_stats.get("utility_kinds", {}).get(k, 0) + kinds.count(k)
+                    for k in set(kinds) | set(run_stats.get("utility_kinds", {}))}
+                if "abs_advantage" in kinds:
+                    run_stats["utility_fallback"] = (
+                        "no log_ratios sent: utility falls back to mean |advantage|")
+            s.execute(update(Run).where(Run.id == run.id)
+                      .values(model_version=version, stats=run_stats))
+            s.execute(update(Ticket).where(Ticket.id == ticket_id)
+                      .values(state="applied", applied_at=utcnow()))
+            s.add(HistoryPoint(run_id=run.id, ticket_id=ticket_id, step=ticket.step,
+                               model_version=version, n_items=len(batch), loss=stats.loss,
+                               mean_utility=stats.mean_utility, mean_reward=stats.mean_reward,
+                               entropy=ticket.pool_entropy, curator_share=curator_share,
+                               extra=dict(stats.extra)))
+            try:
+                s.commit()
+            except Exception:
+                self._cache.pop(run.id, None)
+                raise
+            self._cache[run.id] = (version, strategy)
+        return Applied(ticket_id, run_id, version, time.perf_counter() - t0)
+
+    def _observations(self, s: Session, bank: Bank, ticket_id: str,
+                      category_field: str | None) -> tuple[list[Observation], float]:
+        rows = s.execute(
+            select(TicketItem.problem_id, TicketItem.logit, TicketItem.propensity,
+                   TicketItem.source, Feedback.utility, Feedback.utility_kind,
+                   Feedback.mean_reward, Feedback.mean_abs_advantage)
+            .join(Feedback, (Feedback.ticket_id == TicketItem.ticket_id)
+                  & (Feedback.problem_id == TicketItem.problem_id))
+            .where(TicketItem.ticket_id == ticket_id).order_by(TicketItem.rank)).all()
+        sources = list(s.scalars(select(TicketItem.source)
+                                 .where(TicketItem.ticket_id == ticket_id)))
+        share = sources.count("curator") / len(sources) if sources else 0.0
+        if not rows:
+            return [], share
+        positions = np.array([r.problem_id for r in rows], dtype=np.int64)
+        store = self._files.store(bank.id, bank.dim)
+        store.sync(bank.size, row_fetcher(self._sf, bank.id))
+        vectors = store.lookup(positions)
+        cats: dict[int, str | None] = {}
+        if category_field:
+            metas = s.execute(select(Problem.position, Problem.meta).where(
+                Problem.bank_id == bank.id, Problem.position.in_(positions.tolist()))).all()
+            for pos, meta in metas:
+                v = (meta or {}).get(category_field)
+                cats[pos] = None if v is None else str(v)
+        return [
+            Observation(problem_id=r.problem_id, logit=r.logit, propensity=r.propensity,
+                        source=r.source, embedding=vectors[i], category=cats.get(r.problem_id),
+                        utility=r.utility, utility_kind=r.utility_kind,
+                        mean_reward=r.mean_reward, mean_abs_advantage=r.mean_abs_advantage)
+            for i, r in enumerate(rows)
+        ], share
