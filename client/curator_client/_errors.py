@@ -120,7 +120,7 @@ _CLASS_BY_STATUS: dict[int, type[APIError]] = {
     403: Forbidden,
     404: NotFound,
     409: Conflict,
-    413: BadRequest,
+    413: PayloadTooLarge,
     422: InvalidRequest,
 }
 

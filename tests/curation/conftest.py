@@ -8,7 +8,7 @@ import pytest
 from curator.curation.types import Observation, Pool
 
 
-def make_obs(
+def _make_obs(
     pid: int,
     emb: np.ndarray,
     *,
@@ -33,12 +33,24 @@ def make_obs(
     )
 
 
-def make_pool(ids: np.ndarray, emb: np.ndarray, categories: list | None = None) -> Pool:
+def _make_pool(ids: np.ndarray, emb: np.ndarray, categories: list | None = None) -> Pool:
     return Pool(
         problem_ids=np.asarray(ids, dtype=np.int64),
         embeddings=np.asarray(emb, dtype=np.float32),
         categories=categories,
     )
+
+
+@pytest.fixture
+def make_obs():  # noqa: ANN201
+    """Factory for Observation (keyword defaults for everything but id and embedding)."""
+    return _make_obs
+
+
+@pytest.fixture
+def make_pool():  # noqa: ANN201
+    """Factory for Pool."""
+    return _make_pool
 
 
 @pytest.fixture

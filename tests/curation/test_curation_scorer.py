@@ -38,7 +38,9 @@ def test_resolve_device() -> None:
 def test_checkpoint_roundtrip() -> None:
     state = {"a": torch.arange(3), "b": [1, 2.5, "x", None, True], "c": {4: {"d": 1.0}}}
     back = loads(dumps(state))
-    assert torch.equal(back["a"], state["a"]) and back["b"] == state["b"] and back["c"] == state["c"]
+    assert (
+        torch.equal(back["a"], state["a"]) and back["b"] == state["b"] and back["c"] == state["c"]
+    )
 
 
 def test_curation_imports_no_web_modules() -> None:

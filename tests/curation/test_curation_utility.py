@@ -7,8 +7,8 @@ import pytest
 
 from curator.curation.utility import (
     UtilityWindow,
-    grpo_advantages,
     group_stats,
+    grpo_advantages,
     realised_improvement,
     scale,
 )
@@ -27,7 +27,8 @@ def test_grpo_advantages() -> None:
 
 
 def test_realised_improvement_with_ratios() -> None:
-    # s = exp([0.1, -0.2, 0, 0.05]) = [1.1051709180756477, 0.8187307530779818, 1, 1.0512710963760241]
+    # s = exp([0.1, -0.2, 0, 0.05])
+    #   = [1.1051709180756477, 0.8187307530779818, 1, 1.0512710963760241]
     expected = A * (1.1051709180756477 - 0.8187307530779818 - 1.0 + 1.0512710963760241) / 4
     u, kind = realised_improvement([1, 0, 0, 1], [0.1, -0.2, 0.0, 0.05])
     assert kind == "ratio"

@@ -1,0 +1,44 @@
+# Curator — everything a new machine needs comes from this file and pyproject.toml.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+export CURATOR_DATA_DIR ?= data
+
+.PHONY: run test test-fast lint bench bench-sim install clean
+
+$(VENV)/.installed: pyproject.toml client/pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first: a CPU build lies on this machine's disk; GPU users bring their own.
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ./client -e ".[dev,embed]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/curator migrate
+	$(VENV)/bin/curator bank demo
+	$(VENV)/bin/curator serve --host $(HOST) --port $(PORT)
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check service client tests bench migrations
+
+bench: install
+	$(PY) bench/select_latency.py
+	$(PY) bench/osmd_update.py
+
+bench-sim: install
+	$(VENV)/bin/curator sim --out artifacts/sim
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,92 @@
+"""actor_curator learns to put mass where the realised improvement is."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from curator.curation.sampler import sample, softmax
+from curator.curation.strategies import build_strategy
+
+DIM = 16
+
+
+def _train(strategy, emb, labels, utility_a: float, steps: int = 30) -> None:
+    rng = np.random.default_rng(2)
+    train = np.arange(300)
+    for _ in range(steps):
+        pool_idx = rng.choice(train, size=128, replace=False)
+        pool = _pool(pool_idx, emb)
+        z = strategy.logits(pool)
+        sel = sample(z, 64, rng, top_p=1.0)
+        batch = []
+        for j in sel.indices:
+            i = int(pool_idx[j])
+            u = utility_a if labels[i] == 1 else 0.0
+            batch.append(_obs(i, emb[i], float(z[j]), u))
+        strategy.update(batch)
+
+
+def _pool(ids, emb):
+    from curator.curation.types import Pool
+
+    return Pool(problem_ids=np.asarray(ids, dtype=np.int64), embeddings=emb[ids])
+
+
+def _obs(pid, e, logit, u):
+    from curator.curation.types import Observation
+
+    return Observation(
+        problem_id=pid, logit=logit, propensity=0.0, source="curator", embedding=e,
+        category=None, utility=u, utility_kind="ratio", mean_reward=None,
+        mean_abs_advantage=None,
+    )  # fmt: skip
+
+
+def _mass_on_a(strategy, emb, labels) -> float:
+    held_out = np.arange(300, 400)
+    q = softmax(strategy.logits(_pool(held_out, emb)))
+    return float(q[labels[held_out] == 1].sum())
+
+
+def test_learns_cluster_with_positive_utility(clusters) -> None:
+    emb, labels = clusters
+    s = build_strategy("actor_curator", {"dormant_steps": 0}, dim=DIM, seed=0)
+    assert _mass_on_a(s, emb, labels) == pytest.approx(0.5)
+    _train(s, emb, labels, utility_a=1e-3)
+    assert _mass_on_a(s, emb, labels) > 0.8
+
+
+def test_zero_utility_stays_uniform(clusters) -> None:
+    emb, labels = clusters
+    s = build_strategy("actor_curator", {"dormant_steps": 0}, dim=DIM, seed=0)
+    _train(s, emb, labels, utility_a=0.0)
+    assert _mass_on_a(s, emb, labels) == pytest.approx(0.5, abs=0.02)
+
+
+def test_warm_up_stats_and_skips(clusters) -> None:
+    emb, _ = clusters
+    s = build_strategy("actor_curator", {"dormant_steps": 2}, dim=DIM, seed=0)
+    assert not s.active()
+    empty = s.update([_obs(1, emb[1], 0.0, None)])
+    assert empty.loss is None and empty.extra["updates"] == 0.0  # nothing applied
+    batch = [_obs(i, emb[i], 0.0, 2e-3) for i in range(4)]
+    batch[0] = _obs(0, emb[0], 0.0, 1e-3)
+    from dataclasses import replace
+
+    batch[1] = replace(batch[1], utility_kind="abs_advantage")
+    stats = s.update(batch)
+    assert stats.mean_utility == pytest.approx((1.0 + 2.0 * 3) / 4)  # amplified by 1000
+    assert stats.extra["fallback_share"] == 0.25 and stats.extra["updates"] == 1.0
+    assert stats.loss is not None and not s.active()
+    # window: problem 0 now averages 1e-3 and 3e-3
+    stats = s.update([_obs(0, emb[0], 0.0, 3e-3), _obs(5, emb[5], 0.0, 0.0)])
+    assert stats.mean_utility == pytest.approx((2.0 + 0.0) / 2)
+    assert s.active()
+
+
+def test_standardize_option(clusters) -> None:
+    emb, _ = clusters
+    s = build_strategy("actor_curator", {"scaling": "standardize"}, dim=DIM, seed=0)
+    stats = s.update([_obs(i, emb[i], 0.0, float(i) * 1e-3) for i in range(4)])
+    assert stats.mean_utility == pytest.approx(0.0, abs=1e-9)
