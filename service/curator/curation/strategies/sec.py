@@ -35,7 +35,8 @@ class SecStrategy:
     is folded into the logits (sampler temperature 1). Default τ = 0.2: Q lives in
     [0, ~1], so 0.2 turns a 0.2 gap in mean |A| into a factor e between arms — sharp
     enough to follow the signal, soft enough to keep visiting every arm (our choice;
-    the paper tunes it per task).
+    the paper tunes it per task). Category values are compared as strings; a missing
+    value (or `pool.categories` None) is the arm "__none__".
     """
 
     name: ClassVar[str] = "sec"

@@ -1,0 +1,66 @@
+"""Shared benchmark plumbing: a real uvicorn server in a subprocess, timing helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def server(env: dict[str, str], app: str = "curator.app:create_app",
+           factory: bool = True) -> Iterator[str]:
+    """Start `uvicorn app` on a free loopback port; yield its base URL."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+           "--log-level", "warning"]
+    if factory:
+        cmd.append("--factory")
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"server on {url} did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def percentiles(samples_s: list[float]) -> dict[str, float]:
+    a = np.asarray(samples_s) * 1e3
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
+            "mean_ms": float(a.mean()), "n": int(a.size)}
+
+
+def time_calls(call, n: int, warmup: int = 5) -> list[float]:
+    for _ in range(warmup):
+        call()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - t0)
+    return out
