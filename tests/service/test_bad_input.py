@@ -67,8 +67,8 @@ async def test_bad_inputs_are_refused_and_change_nothing(settings):
             (client.post(fb, content=json.dumps({"ticket_id": ticket["ticket_id"], "results": [
                 {"problem_id": pid, "utility": float("nan")}]}), headers={
                     **H, "content-type": "application/json"}), 422, "invalid_request"),
-            (client.post(fb, content='{"ticket_id": "%s", "results": [{"problem_id": %d, '
-                         '"rewards": [1, Infinity]}]}' % (ticket["ticket_id"], pid),
+            (client.post(fb, content='{"ticket_id": "' + ticket["ticket_id"] + '", "results": '
+                         '[{"problem_id": ' + str(pid) + ', "rewards": [1, Infinity]}]}',
                          headers={**H, "content-type": "application/json"}),
              422, "invalid_request"),
             (feedback([{"problem_id": pid, "rewards": [1, 0], "log_ratios": [0.1]}]),

@@ -23,11 +23,15 @@ class FieldMap:
     exclude: set[str] = field(default_factory=set)
 
     def record(self, row: dict[str, Any], index: int) -> ProblemRecord:
-        used = {self.external_id, self.prompt, self.answer, self.embedding} | self.exclude
+        used = {self.external_id, self.prompt, self.answer, self.embedding, "metadata"}
+        used |= self.exclude
         ext = row.get(self.external_id)
         meta_keys = self.metadata if self.metadata is not None else [
             k for k in row if k not in used]
-        meta = {k: row[k] for k in meta_keys if k in row and _jsonable(row[k])}
+        # A `metadata` object column (our own export format) is merged, not nested.
+        nested = row.get("metadata")
+        meta = dict(nested) if isinstance(nested, dict) and self.metadata is None else {}
+        meta.update({k: row[k] for k in meta_keys if k in row and _jsonable(row[k])})
         emb = row.get(self.embedding) if self.embedding else None
         answer = row.get(self.answer) if self.answer else None
         prompt = row.get(self.prompt)

@@ -76,7 +76,7 @@ class BankConfig:
     def validate(self) -> None:
         if self.n_problems < 1 or self.n_skills < 1 or self.dim < 2:
             raise ValueError("n_problems, n_skills must be ≥ 1 and dim ≥ 2")
-        if not (0 <= self.trap_share and 0 <= self.hard_share
+        if not (self.trap_share >= 0 and self.hard_share >= 0
                 and self.trap_share + self.hard_share < 1):
             raise ValueError("trap_share and hard_share must be ≥ 0 and sum to < 1")
         if self.n_buckets < 1:

@@ -1,0 +1,128 @@
+"""Worker time per applied ticket (256 items): actor_curator's OSMD update vs uniform.
+
+In-process, real SQLite: each measured ticket goes select → feedback → `Updater.apply`
+(read feedback, strategy update, checkpoint write, commit). The uniform strategy's apply
+(no learning) in the same run is the baseline; the pure `strategy.update` time is shown
+too, so the database share is visible.
+
+    python bench/osmd_update.py [--dim 384] [--tickets 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ADMIN = "bench-admin"
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--problems", type=int, default=20_000)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--tickets", type=int, default=30)
+    args = ap.parse_args()
+
+    from curator.app import create_app
+    from curator.cli import migrate
+    from curator.config import Settings
+    from curator.runs.feedback import ResultRecord, record_feedback
+    from curator.runs.selection import select_batch
+    from curator.worker.updater import Updater
+
+    tmp = tempfile.mkdtemp()
+    settings = Settings(data_dir=Path(tmp), admin_token=ADMIN, device="cpu",
+                        embedded_worker=False)
+    migrate(settings)
+    app = create_app(settings)
+    import httpx
+
+    rng = np.random.default_rng(0)
+    async with app.router.lifespan_context(app):
+        st = app.state.curator
+        h = {"Authorization": f"Bearer {ADMIN}"}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://b", headers=h, timeout=300) as c:
+            bank_id = (await c.post("/v1/banks", json={"name": "b", "embedder": "provided",
+                                                      "dim": args.dim})).json()["bank_id"]
+            for start in range(0, args.problems, 2000):
+                vecs = rng.standard_normal((2000, args.dim)).astype(np.float32)
+                vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+                r = await c.post(f"/v1/banks/{bank_id}/problems", json={"problems": [
+                    {"external_id": f"x{start + i}", "prompt": f"p {start + i}",
+                     "embedding": vecs[i].round(5).tolist()} for i in range(2000)]})
+                r.raise_for_status()
+            runs = {}
+            for name in ("uniform", "actor_curator"):
+                params = {"dormant_steps": 0} if name == "actor_curator" else {}
+                runs[name] = (await c.post("/v1/runs", json={
+                    "bank_id": bank_id, "strategy": name, "params": params,
+                    "seed": 1})).json()["run_id"]
+
+        from curator.db.models import Bank, Run
+
+        updater = Updater(st.session_factory, st.files, "cpu")
+        out = {}
+        for name, run_id in runs.items():
+            with st.session_factory() as s:
+                run, bank = s.get(Run, run_id), s.get(Bank, bank_id)
+            apply_s, update_s = [], []
+            for i in range(args.tickets + 3):
+                res = select_batch(session_factory=st.session_factory, run=run, bank=bank,
+                                   batch_size=args.batch, pool_size=2048, files=st.files,
+                                   snapshots=st.snapshots)
+                record_feedback(session_factory=st.session_factory, run=run,
+                                ticket_id=res.ticket_id, requires_rewards=False, results=[
+                                    ResultRecord(p.problem_id,
+                                                 rewards=rng.integers(0, 2, 8).tolist(),
+                                                 log_ratios=(rng.standard_normal(8) * 0.01
+                                                             ).tolist())
+                                    for p in res.problems])
+                strategy_timer = {}
+                t0 = time.perf_counter()
+                applied = updater.apply(res.ticket_id)
+                dt = time.perf_counter() - t0
+                assert not applied.skipped
+                cached = updater._cache[run_id][1]
+                # time the pure strategy update on the same observations, separately
+                with st.session_factory() as s:
+                    obs, _ = updater._observations(s, bank, res.ticket_id, None)
+                t1 = time.perf_counter()
+                state = cached.state_dict()
+                cached.update(obs)
+                cached.load_state_dict(state)  # undo, so the run's state is unaffected
+                strategy_timer["update"] = time.perf_counter() - t1
+                if i >= 3:
+                    apply_s.append(dt)
+                    update_s.append(strategy_timer["update"])
+            out[name] = {"apply_ms_median": 1e3 * statistics.median(apply_s),
+                         "apply_ms_p90": 1e3 * float(np.percentile(apply_s, 90)),
+                         "strategy_update_ms_median": 1e3 * statistics.median(update_s)}
+    base = out["uniform"]["apply_ms_median"]
+    print(f"\nworker time per applied ticket: batch {args.batch}, dim {args.dim}, "
+          f"{args.tickets} tickets, CPU\n")
+    print("| strategy | apply median ms | apply p90 ms | strategy.update median ms | "
+          "apply / uniform |")
+    print("|---|---|---|---|---|")
+    for name, r in out.items():
+        print(f"| {name} | {r['apply_ms_median']:.1f} | {r['apply_ms_p90']:.1f} | "
+              f"{r['strategy_update_ms_median']:.1f} | {r['apply_ms_median'] / base:.2f}x |")
+    dest = ROOT / "bench" / "results" / "osmd_update.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps({"args": vars(args), "results": out}, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

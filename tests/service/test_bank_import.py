@@ -1,0 +1,83 @@
+"""Bank import from JSONL and Parquet through the CLI, with the FAISS index built."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from curator.bank.embed import HashingEmbedder
+from curator.bank.files import BankFiles
+from curator.cli import main
+from curator.db.models import Bank, Problem
+
+
+def _bank(url: str, name: str) -> tuple[Bank, list[Problem]]:
+    engine = create_engine(url)
+    with Session(engine) as s:
+        bank = s.scalars(select(Bank).where(Bank.name == name)).one()
+        rows = list(s.scalars(select(Problem).where(Problem.bank_id == bank.id)
+                              .order_by(Problem.position)))
+    engine.dispose()
+    return bank, rows
+
+
+def test_jsonl_import_with_field_map_and_index(sqlite_settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("CURATOR_DATABASE_URL", sqlite_settings.sqlalchemy_url)
+    monkeypatch.setenv("CURATOR_DATA_DIR", str(sqlite_settings.data_dir))
+    path = tmp_path / "probs.jsonl"
+    with open(path, "w") as fh:
+        for i in range(120):
+            fh.write(json.dumps({"uid": f"u{i}", "question": f"what is {i} * 3?",
+                                 "solution": str(3 * i), "level": i % 4,
+                                 "metadata": {"source": "gen"}}) + "\n")
+        fh.write(json.dumps({"uid": "u5", "question": "dup", "solution": "x"}) + "\n")
+    assert main(["bank", "import", str(path), "--bank", "j", "--create", "--id-field", "uid",
+                 "--prompt-field", "question", "--answer-field", "solution"]) == 0
+    bank, rows = _bank(sqlite_settings.sqlalchemy_url, "j")
+    assert bank.size == 120 and len(rows) == 120
+    assert rows[7].external_id == "u7" and rows[7].answer == "21"
+    assert rows[7].meta == {"source": "gen", "level": 3}
+    vec = np.frombuffer(rows[7].embedding, dtype="<f4")
+    np.testing.assert_allclose(vec, HashingEmbedder(bank.dim).embed(["what is 7 * 3?"])[0],
+                               rtol=1e-6)
+    files = BankFiles(sqlite_settings.data_dir)
+    assert files.index(bank.id).state(bank.size) == ("ready", 120)
+    store = files.store(bank.id, bank.dim)
+    np.testing.assert_array_equal(store.lookup(np.array([7])), vec[None, :])
+    # the index finds a problem from its own vector
+    _, ids = files.index(bank.id).search(vec[None, :], 1)
+    assert ids[0, 0] == 7
+
+
+def test_parquet_import_provided_vectors_and_store_rebuild(sqlite_settings, tmp_path,
+                                                           monkeypatch):
+    monkeypatch.setenv("CURATOR_DATABASE_URL", sqlite_settings.sqlalchemy_url)
+    monkeypatch.setenv("CURATOR_DATA_DIR", str(sqlite_settings.data_dir))
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((50, 8)).astype(np.float32)
+    table = pa.table({"id": [f"p{i}" for i in range(50)],
+                      "prompt": [f"prompt {i}" for i in range(50)],
+                      "embedding": [v.tolist() for v in vecs],
+                      "skill": [i % 5 for i in range(50)]})
+    path = tmp_path / "probs.parquet"
+    pq.write_table(table, path)
+    assert main(["bank", "import", str(path), "--bank", "pq", "--create", "--embedder",
+                 "provided", "--dim", "8"]) == 0
+    bank, rows = _bank(sqlite_settings.sqlalchemy_url, "pq")
+    assert bank.size == 50 and rows[3].meta == {"skill": 3}
+    files = BankFiles(sqlite_settings.data_dir)
+    store = files.store(bank.id, bank.dim)
+    # the store is a derived cache: delete it and it is rebuilt from the database
+    store.path.unlink()
+    from curator.bank.ingest import row_fetcher
+    from curator.db.session import make_engine, make_session_factory
+
+    sf = make_session_factory(make_engine(sqlite_settings.sqlalchemy_url))
+    fresh = BankFiles(sqlite_settings.data_dir).store(bank.id, bank.dim)
+    fresh.sync(bank.size, row_fetcher(sf, bank.id))
+    np.testing.assert_array_equal(fresh.lookup(np.arange(50)), vecs)
