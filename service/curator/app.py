@@ -51,6 +51,28 @@ def build_state(settings: Settings) -> AppState:
                     admin_tokens=[admin, *settings.extra_admin_tokens])
 
 
+async def preload_versions(state: AppState) -> None:
+    """Load each announced curator version before the next select needs it."""
+    from curator.db.models import Run
+
+    def load(run_id: int, version: int) -> None:
+        with state.session_factory() as s:
+            run = s.get(Run, run_id)
+        if run is not None:
+            state.snapshots.get(run, version)
+
+    while not state.stop.is_set():
+        try:
+            async for run_id, version in state.queue.versions():
+                if state.snapshots.cached_version(run_id) is not None:  # runs we serve
+                    await asyncio.to_thread(load, run_id, version)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("version announcements unavailable; retrying in 2 s")
+            await asyncio.sleep(2.0)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -62,10 +84,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.worker_task = asyncio.create_task(
                 run_worker(state.queue, state.updater, state.stop,
                            session_factory=state.session_factory))
+        preload = None
+        if hasattr(state.queue, "versions"):
+            preload = asyncio.create_task(preload_versions(state))
         try:
             yield
         finally:
             state.stop.set()
+            if preload is not None:
+                preload.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await preload
             if state.worker_task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await state.worker_task

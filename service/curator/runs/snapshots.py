@@ -63,6 +63,11 @@ class SnapshotCache:
                     self._items.popitem(last=False)
             return self._items[run.id][1]
 
+    def cached_version(self, run_id: int) -> int | None:
+        with self._lock:
+            hit = self._items.get(run_id)
+            return None if hit is None else hit[0]
+
     def forget(self, run_id: int) -> None:
         with self._lock:
             self._items.pop(run_id, None)

@@ -65,8 +65,10 @@ class RunRecord:
     mean_reward: list[float] = field(default_factory=list)
     no_signal_share: list[float] = field(default_factory=list)  # groups with equal rewards
     curator_share: list[float] = field(default_factory=list)  # source == "curator"
-    utility_normal: list[float] = field(default_factory=list)  # mean Û of normal problems
-    utility_trap: list[float] = field(default_factory=list)  # nan when no trap selected
+    # mean Û (as the service computes it) of the selected problems with signal that are
+    # not traps, and of the selected traps; None when there were none
+    utility_normal: list[float | None] = field(default_factory=list)
+    utility_trap: list[float | None] = field(default_factory=list)
     final_ability: list[float] = field(default_factory=list)
     seconds: float = 0.0
     wait_seconds: float = 0.0  # time spent waiting for the worker (sync_feedback)
@@ -76,8 +78,8 @@ class RunRecord:
         return asdict(self)
 
 
-def _nanmean(x: np.ndarray) -> float:
-    return float(x.mean()) if x.size else float("nan")
+def _mean_or_none(x: np.ndarray) -> float | None:
+    return float(x.mean()) if x.size else None
 
 
 def wait_applied(run: Any, reported: int, timeout: float) -> float:
@@ -147,8 +149,8 @@ def simulate_run(
         rec.mean_reward.append(float(rewards.mean()))
         rec.no_signal_share.append(float(1.0 - has_signal.mean()))
         rec.curator_share.append(float(np.mean([p.source == "curator" for p in batch.problems])))
-        rec.utility_normal.append(_nanmean(util[(kind != TRAP) & has_signal]))
-        rec.utility_trap.append(_nanmean(util[kind == TRAP]))
+        rec.utility_normal.append(_mean_or_none(util[(kind != TRAP) & has_signal]))
+        rec.utility_trap.append(_mean_or_none(util[kind == TRAP]))
 
         if cfg.sync_feedback:
             rec.wait_seconds += wait_applied(run, step, cfg.sync_timeout)

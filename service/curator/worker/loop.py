@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from curator.db.models import Ticket
+from curator.db.models import Ticket, utcnow
 from curator.worker.queue import FeedbackQueue
 from curator.worker.updater import Updater
 
 log = logging.getLogger("curator.worker")
 
 
-def reported_tickets(session_factory: sessionmaker[Session]) -> list[str]:
+def reported_tickets(session_factory: sessionmaker[Session],
+                     older_than_s: float | None = None) -> list[str]:
     with session_factory() as s:
-        return list(s.scalars(select(Ticket.id).where(Ticket.state == "reported")
-                              .order_by(Ticket.reported_at, Ticket.step)))
+        query = select(Ticket.id).where(Ticket.state == "reported")
+        if older_than_s is not None:
+            cutoff = utcnow() - timedelta(seconds=older_than_s)
+            query = query.where(Ticket.reported_at < cutoff)
+        return list(s.scalars(query.order_by(Ticket.reported_at, Ticket.step)))
 
 
-async def requeue_reported(session_factory: sessionmaker[Session], queue: FeedbackQueue) -> int:
+async def requeue_reported(session_factory: sessionmaker[Session], queue: FeedbackQueue,
+                           older_than_s: float | None = None) -> int:
     """Re-queue every ticket reported but not applied: the queue may have lost it."""
-    ids = await asyncio.to_thread(reported_tickets, session_factory)
+    ids = await asyncio.to_thread(reported_tickets, session_factory, older_than_s)
     for tid in ids:
         await queue.put(tid)
     if ids:
@@ -31,12 +38,37 @@ async def requeue_reported(session_factory: sessionmaker[Session], queue: Feedba
     return len(ids)
 
 
+async def _sweep(session_factory: sessionmaker[Session] | None, queue: FeedbackQueue,
+                 stale_after_s: float) -> None:
+    """Re-queue tickets the queue lost (Redis restarted, or a put failed after the commit).
+
+    Only when the queue looks empty, so a long but healthy backlog is not duplicated;
+    duplicates are harmless anyway (an applied ticket is skipped).
+    """
+    if session_factory is None:
+        return
+    lost = getattr(queue, "lost_stream", False)
+    if lost:
+        queue.lost_stream = False
+        await requeue_reported(session_factory, queue)
+    elif await queue.depth() == 0:
+        await requeue_reported(session_factory, queue, older_than_s=stale_after_s)
+
+
 async def run_worker(queue: FeedbackQueue, updater: Updater, stop: asyncio.Event,
                      *, session_factory: sessionmaker[Session] | None = None,
-                     requeue: bool = True) -> None:
+                     requeue: bool = True, sweep_every_s: float = 5.0,
+                     stale_after_s: float = 10.0) -> None:
     if requeue and session_factory is not None:
         await requeue_reported(session_factory, queue)
+    last_sweep = time.monotonic()
     while not stop.is_set():
+        if time.monotonic() - last_sweep > sweep_every_s or getattr(queue, "lost_stream", False):
+            last_sweep = time.monotonic()
+            try:
+                await _sweep(session_factory, queue, stale_after_s)
+            except Exception:
+                log.exception("sweep for lost tickets failed; retrying later")
         try:
             item = await queue.get(timeout=0.5)
         except Exception:
@@ -52,10 +84,21 @@ async def run_worker(queue: FeedbackQueue, updater: Updater, stop: asyncio.Event
             log.exception("applying ticket %s failed; it stays reported and will be retried",
                           ticket_id)
             await asyncio.sleep(1.0)
-            await queue.put(ticket_id)
-            await queue.ack(msg_id)
+            try:
+                await queue.put(ticket_id)
+                await queue.ack(msg_id)
+            except Exception:  # the sweep re-queues it from the database
+                log.warning("could not re-queue ticket %s", ticket_id)
             continue
-        await queue.ack(msg_id)
+        try:
+            await queue.ack(msg_id)
+        except Exception:  # unacknowledged: redelivered, then skipped as already applied
+            log.warning("could not acknowledge %s", msg_id)
         if not result.skipped:
+            try:
+                await queue.announce(result.run_id, result.model_version)
+            except Exception:  # replicas still see the version on their next select
+                log.warning("could not announce run %d v%d", result.run_id,
+                            result.model_version)
             log.debug("applied %s → run %d v%d in %.1f ms", ticket_id, result.run_id,
                       result.model_version, result.seconds * 1e3)

@@ -27,6 +27,10 @@ class FeedbackQueue(Protocol):
 
     async def ping(self) -> bool: ...
 
+    async def announce(self, run_id: int, version: int) -> None:
+        """Tell API replicas a new curator version exists (they preload it)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -53,6 +57,9 @@ class InProcessQueue:
     async def ping(self) -> bool:
         return True
 
+    async def announce(self, run_id: int, version: int) -> None:
+        return None  # one process: the API reads the version from the run row anyway
+
     async def close(self) -> None:
         return None
 
@@ -68,6 +75,8 @@ class RedisStreamQueue:
         self.consumer = consumer or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.claim_idle_ms = claim_idle_ms
         self._group_ready = False
+        self.lost_stream = False  # set when Redis lost the stream (restart): re-queue
+        self.version_channel = f"{stream}:versions"
 
     async def _ensure_group(self) -> None:
         if self._group_ready:
@@ -101,6 +110,7 @@ class RedisStreamQueue:
         except redis.exceptions.ResponseError as exc:
             if "NOGROUP" in str(exc):  # Redis restarted and lost the stream: recreate
                 self._group_ready = False
+                self.lost_stream = True
                 return None
             raise
         if not resp:
@@ -128,6 +138,23 @@ class RedisStreamQueue:
             return bool(await self._r.ping())
         except Exception:
             return False
+
+    async def announce(self, run_id: int, version: int) -> None:
+        await self._r.publish(self.version_channel, f"{run_id}:{version}")
+
+    async def versions(self):
+        """Async iterator of (run_id, version) announcements."""
+        pubsub = self._r.pubsub()
+        await pubsub.subscribe(self.version_channel)
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue
+                run_id, _, version = str(message["data"]).partition(":")
+                if run_id.isdigit() and version.isdigit():
+                    yield int(run_id), int(version)
+        finally:
+            await pubsub.aclose()
 
     async def close(self) -> None:
         await self._r.aclose()

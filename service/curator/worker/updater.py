@@ -75,30 +75,34 @@ class Updater:
             self._cache.popitem(last=False)
         return strategy
 
-    def pending_run_tickets(self, run_id: int) -> list[str]:
-        with self._sf() as s:
-            return list(s.scalars(select(Ticket.id).where(
-                Ticket.run_id == run_id, Ticket.state == "reported"
-            ).order_by(Ticket.reported_at, Ticket.step)))
-
     def apply(self, ticket_id: str) -> Applied:
-        """Apply one ticket (no-op when already applied or not reported)."""
+        """Apply the oldest reported ticket of `ticket_id`'s run.
+
+        A queue message means "this run has one more reported ticket". Applying the run's
+        oldest pending ticket (by report time, then step) rather than the named one keeps
+        a run's tickets in order even when several workers take messages concurrently;
+        each message still applies exactly one ticket, and a message whose work another
+        worker already did finds nothing pending and is skipped.
+        """
         with self._sf() as s:
             run_id = s.scalar(select(Ticket.run_id).where(Ticket.id == ticket_id))
         if run_id is None:
             return Applied(ticket_id, -1, -1, 0.0, skipped=True)
         with self._run_lock(run_id):
-            return self._apply_locked(ticket_id, run_id)
+            return self._apply_oldest(run_id)
 
-    def _apply_locked(self, ticket_id: str, run_id: int) -> Applied:
+    def _apply_oldest(self, run_id: int) -> Applied:
         t0 = time.perf_counter()
         with self._sf() as s:
             # Row lock on PostgreSQL: one worker applies a run's tickets at a time.
             run = s.execute(select(Run).where(Run.id == run_id).with_for_update()).scalar_one()
-            ticket = s.get(Ticket, ticket_id, populate_existing=True)
-            if ticket is None or ticket.state != "reported":
+            ticket = s.scalars(select(Ticket).where(
+                Ticket.run_id == run_id, Ticket.state == "reported"
+            ).order_by(Ticket.reported_at, Ticket.step).limit(1)).first()
+            if ticket is None:
                 s.rollback()
-                return Applied(ticket_id, run_id, run.model_version, 0.0, skipped=True)
+                return Applied("", run_id, run.model_version, 0.0, skipped=True)
+            ticket_id = ticket.id
             bank = s.get(Bank, run.bank_id)
             strategy = self._strategy(s, run, bank.dim)
             batch, curator_share = self._observations(s, bank, ticket_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 from fastapi import APIRouter, Response, status
@@ -27,6 +28,7 @@ from curator.runs.feedback import FeedbackError, ResultRecord, record_feedback, 
 from curator.runs.selection import SelectError, select_batch
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
+log = logging.getLogger("curator.api")
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[AdminDep])
@@ -102,7 +104,12 @@ async def feedback(run: RunAuthDep, body: FeedbackRequest, state: StateDep,
     if receipt.replayed:
         response.headers["Curator-Replayed"] = "true"
     else:
-        await state.queue.put(receipt.ticket_id)
+        try:
+            await state.queue.put(receipt.ticket_id)
+        except Exception:
+            # The feedback is committed; a worker's sweep re-queues it from the database.
+            log.warning("queue unavailable; ticket %s will be re-queued by the sweep",
+                        receipt.ticket_id)
     return FeedbackReceipt(ticket_id=receipt.ticket_id, accepted=receipt.accepted,
                            state=receipt.state)
 
