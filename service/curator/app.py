@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 
 from curator.api.errors import install_error_handlers
 from curator.api.limits import BodySizeLimit
-from curator.api.routes import banks, health, runs
+from curator.api.routes import admin, banks, health, runs
 from curator.bank.files import BankFiles
 from curator.config import Settings
 from curator.db.session import make_engine, make_session_factory
@@ -108,5 +108,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(banks.router)
     app.include_router(runs.router)
+    app.include_router(admin.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -19,6 +19,7 @@ def migrate(settings: Settings) -> None:
     from alembic.config import Config
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", settings.sqlalchemy_url.replace("%", "%%"))
@@ -176,7 +177,8 @@ def _cmd_bank_import(args: argparse.Namespace, settings: Settings) -> int:
                       answer=args.answer_field or None, embedding=args.embedding_field or None,
                       metadata=args.metadata_fields.split(",") if args.metadata_fields else None)
     total = None if path.is_dir() else count_rows(path)
-    added, dups = import_rows(settings, sf, bank, read_rows(path, args.batch_size), total,
+    rows = read_rows(path, args.batch_size, embedding_field=fields.embedding)
+    added, dups = import_rows(settings, sf, bank, rows, total,
                               fields, desc=f"import {path.name}")
     print(f"bank {args.bank!r} (id {bank.id}): {added} added, {dups} duplicates skipped")
     return 0

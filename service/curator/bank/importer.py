@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from curator.bank.ingest import ProblemRecord
 
 
@@ -40,7 +42,8 @@ class FieldMap:
             prompt=prompt if isinstance(prompt, str) else json.dumps(prompt),
             answer=None if answer is None else str(answer),
             metadata=meta,
-            embedding=None if emb is None else [float(x) for x in emb],
+            embedding=None if emb is None else (
+                emb if isinstance(emb, np.ndarray) else [float(x) for x in emb]),
         )
 
 
@@ -63,7 +66,31 @@ def count_rows(path: Path) -> int | None:
     return None
 
 
-def read_rows(path: Path, batch_size: int = 5000) -> Iterator[list[dict[str, Any]]]:
+def _arrow_rows(rb, embedding_field: str | None) -> list[dict[str, Any]]:
+    """Rows of a record batch; a list-typed embedding column becomes numpy rows without
+    a detour through Python floats (the slow part of importing a million vectors)."""
+    import pyarrow as pa
+
+    names = rb.schema.names
+    if not embedding_field or embedding_field not in names:
+        return rb.to_pylist()
+    col = rb.column(embedding_field)
+    vectors = None
+    if pa.types.is_fixed_size_list(col.type) or pa.types.is_list(col.type):
+        offsets = None if pa.types.is_fixed_size_list(col.type) else np.asarray(col.offsets)
+        if col.null_count == 0 and (offsets is None or len(set(np.diff(offsets))) <= 1):
+            flat = np.asarray(col.flatten(), dtype=np.float32)
+            vectors = flat.reshape(len(rb), -1) if len(rb) else flat.reshape(0, 0)
+    if vectors is None:
+        return rb.to_pylist()
+    rows = rb.drop_columns([embedding_field]).to_pylist()
+    for row, vec in zip(rows, vectors):
+        row[embedding_field] = vec
+    return rows
+
+
+def read_rows(path: Path, batch_size: int = 5000,
+              embedding_field: str | None = "embedding") -> Iterator[list[dict[str, Any]]]:
     """Yield batches of row dicts; never holds the whole file in memory."""
     if path.is_dir():
         yield from _read_hf_dataset(path, batch_size)
@@ -82,7 +109,7 @@ def read_rows(path: Path, batch_size: int = 5000) -> Iterator[list[dict[str, Any
         import pyarrow.parquet as pq
 
         for rb in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
-            yield rb.to_pylist()
+            yield _arrow_rows(rb, embedding_field)
     else:
         raise ValueError(f"unsupported file {path}: use .jsonl, .parquet or a datasets dir")
 

@@ -33,7 +33,7 @@ class ProblemRecord:
     prompt: str
     answer: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    embedding: Sequence[float] | None = None
+    embedding: Sequence[float] | np.ndarray | None = None
 
 
 @dataclass
@@ -58,6 +58,12 @@ def create_bank(*, session: Session, name: str, embedder: str, dim: int | None,
     return bank
 
 
+def _finite(values: Sequence[float] | np.ndarray) -> bool:
+    if isinstance(values, np.ndarray):
+        return bool(np.isfinite(values).all())
+    return all(math.isfinite(v) for v in values)
+
+
 def _validate(bank: Bank, problems: Sequence[ProblemRecord]) -> None:
     errors = []
     for i, p in enumerate(problems):
@@ -70,7 +76,7 @@ def _validate(bank: Bank, problems: Sequence[ProblemRecord]) -> None:
             if len(p.embedding) != bank.dim:
                 errors.append({"index": i, "field": "embedding",
                                "message": f"has dim {len(p.embedding)}, bank dim is {bank.dim}"})
-            elif not all(math.isfinite(v) for v in p.embedding):
+            elif not _finite(p.embedding):
                 errors.append({"index": i, "field": "embedding", "message": "must be finite"})
         elif bank.embedder == "provided":
             errors.append({"index": i, "field": "embedding",

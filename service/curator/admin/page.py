@@ -1,0 +1,24 @@
+"""The dashboard page and its assets, shipped inside the package (the machine is offline).
+
+The HTML shell needs no token; it asks for the admin token, keeps it in the browser's
+sessionStorage and sends it as a bearer header to the JSON endpoints it draws from.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+ASSETS = {
+    "index.html": "text/html; charset=utf-8",
+    "admin.css": "text/css; charset=utf-8",
+    "admin.js": "text/javascript; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
+
+
+def asset(name: str) -> tuple[bytes, str] | None:
+    """(content, media type) of a named asset; None for anything not in ASSETS."""
+    media = ASSETS.get(name)
+    if media is None:
+        return None
+    return resources.files("curator.admin").joinpath("static", name).read_bytes(), media

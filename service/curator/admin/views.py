@@ -1,0 +1,306 @@
+"""The numbers behind the admin endpoints: distribution, history, run listing.
+
+The distribution is the strategy's q = softmax(z / τ) over a scored set: the whole bank
+when it holds at most `sample` problems, else a uniform sample of that size drawn with a
+seed fixed per bank, so repeated calls (and different runs on the same bank) score the
+same problems. There is no stored per-step distribution over the bank; the history's
+"selected share by field" is the share of each metadata value among the problems the
+run actually selected at that step (its ticket items).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+
+import numpy as np
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from curator.admin.schemas import (
+    DistributionPublic,
+    GroupMass,
+    HistoryPage,
+    HistoryPointPublic,
+    MassBy,
+    QueueState,
+    RunStatus,
+    RunSummary,
+    ScoreHistogram,
+    ScoreStats,
+    TopProblem,
+)
+from curator.bank.ingest import row_fetcher
+from curator.bank.store import EmbeddingStore
+from curator.curation.sampler import entropy, softmax
+from curator.curation.types import Pool, Strategy
+from curator.db.models import Bank, HistoryPoint, Problem, Run, Ticket, TicketItem
+
+NONE_VALUE = "(none)"
+OTHER_VALUE = "(other)"
+PROMPT_CHARS = 280
+_IN_CHUNK = 2000  # bound on IN-list parameters per query (SQLite and PostgreSQL)
+_FIELDS_PROBE = 500  # problems read to list metadata fields when no `by` is asked
+_SAMPLE_SEED = 0x5C0DE  # with the bank id: the same scored sample for every run of a bank
+
+
+def _chunks(items: Sequence[int], size: int = _IN_CHUNK) -> Iterable[list[int]]:
+    for i in range(0, len(items), size):
+        yield [int(x) for x in items[i:i + size]]
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; they were written in UTC."""
+    if ts is not None and ts.tzinfo is None:
+        return ts.replace(tzinfo=timezone.utc)
+    return ts
+
+
+def group_value(meta: dict | None, field: str) -> str:
+    """A metadata value as a group label: stringified, missing → "(none)"."""
+    value = (meta or {}).get(field)
+    return NONE_VALUE if value is None else str(value)
+
+
+def scored_positions(bank: Bank, sample: int) -> np.ndarray:
+    """The bank positions to score: all of them, or a fixed uniform sample (sorted)."""
+    n = int(bank.size)
+    if n <= sample:
+        return np.arange(n, dtype=np.int64)
+    rng = np.random.default_rng([_SAMPLE_SEED, bank.id, n])
+    return np.sort(rng.choice(n, size=sample, replace=False)).astype(np.int64)
+
+
+def problem_meta(*, session: Session, bank_id: int, positions: np.ndarray,
+                 whole_bank: bool = False) -> list[dict]:
+    """Problem.meta for each position, in the given order."""
+    query = select(Problem.position, Problem.meta).where(Problem.bank_id == bank_id)
+    if whole_bank:
+        found = dict(session.execute(query).all())
+    else:
+        found = {}
+        for chunk in _chunks(np.unique(positions)):
+            found.update(session.execute(query.where(Problem.position.in_(chunk))).all())
+    return [found.get(int(p)) or {} for p in positions]
+
+
+def queue_states(*, session: Session, run_ids: Sequence[int]) -> dict[int, QueueState]:
+    """Ticket counts and queue lag per run, two grouped queries for all runs."""
+    counts: dict[int, dict[str, int]] = {rid: {} for rid in run_ids}
+    oldest: dict[int, datetime | None] = {}
+    last: dict[int, datetime | None] = {}
+    for chunk in _chunks(list(run_ids)):
+        for rid, state, n in session.execute(
+                select(Ticket.run_id, Ticket.state, func.count())
+                .where(Ticket.run_id.in_(chunk)).group_by(Ticket.run_id, Ticket.state)):
+            counts[rid][state] = n
+        for rid, old, new in session.execute(
+                select(Ticket.run_id,
+                       func.min(case((Ticket.state == "reported", Ticket.reported_at))),
+                       func.max(Ticket.applied_at))
+                .where(Ticket.run_id.in_(chunk)).group_by(Ticket.run_id)):
+            oldest[rid], last[rid] = _aware(old), _aware(new)
+    now = datetime.now(timezone.utc)
+    out = {}
+    for rid in run_ids:
+        c = counts[rid]
+        applied = c.get("applied", 0)
+        reported = c.get("reported", 0) + applied
+        issued = c.get("issued", 0) + reported
+        old = oldest.get(rid)
+        out[rid] = QueueState(
+            issued=issued, reported=reported, applied=applied, pending=reported - applied,
+            outstanding=issued - reported,
+            lag_seconds=max(0.0, (now - old).total_seconds()) if old else 0.0,
+            last_applied_at=last.get(rid))
+    return out
+
+
+def run_status(run: Run, queue: QueueState) -> RunStatus:
+    if run.revoked:
+        return "revoked"
+    if queue.issued == 0:
+        return "new"
+    if queue.pending:
+        return "training"  # feedback reported, the worker has not applied it yet
+    if queue.outstanding:
+        return "waiting"  # batches handed out, the trainer has not reported yet
+    return "idle"
+
+
+def _point(h: HistoryPoint, pool_size: int | None) -> HistoryPointPublic:
+    ratio = None
+    if h.entropy is not None and pool_size:
+        ratio = h.entropy / math.log(pool_size) if pool_size > 1 else 1.0
+    share = h.curator_share
+    return HistoryPointPublic(
+        step=h.step, model_version=h.model_version, n_items=h.n_items, loss=h.loss,
+        mean_utility=h.mean_utility, mean_reward=h.mean_reward, entropy=h.entropy,
+        entropy_ratio=ratio, pool_size=pool_size, curator_share=share,
+        explore_share=None if share is None else 1.0 - share,
+        applied_at=_aware(h.created_at), extra=dict(h.extra or {}))
+
+
+def run_summaries(*, session: Session, run_ids: Sequence[int] | None = None) -> list[RunSummary]:
+    """Every run (or the given ones, in that order) with its status, queue and last point."""
+    query = select(Run, Bank.name, Bank.size).join(Bank, Bank.id == Run.bank_id)
+    if run_ids is not None:
+        query = query.where(Run.id.in_([int(r) for r in run_ids]))
+    rows = session.execute(query.order_by(Run.id)).all()
+    ids = [run.id for run, _, _ in rows]
+    queues = queue_states(session=session, run_ids=ids)
+    latest = (select(HistoryPoint.run_id, func.max(HistoryPoint.step).label("step"))
+              .where(HistoryPoint.run_id.in_(ids)).group_by(HistoryPoint.run_id).subquery())
+    last = {h.run_id: _point(h, pool) for h, pool in session.execute(
+        select(HistoryPoint, Ticket.pool_size)
+        .join(latest, (latest.c.run_id == HistoryPoint.run_id)
+              & (latest.c.step == HistoryPoint.step))
+        .outerjoin(Ticket, Ticket.id == HistoryPoint.ticket_id))}
+    out = {run.id: RunSummary(
+        run_id=run.id, name=run.name, bank_id=run.bank_id, bank_name=bank_name,
+        bank_size=bank_size, strategy=run.strategy, params=run.params or {}, seed=run.seed,
+        step=run.step, model_version=run.model_version, revoked=run.revoked,
+        created_at=_aware(run.created_at), status=run_status(run, queues[run.id]),
+        queue=queues[run.id], last=last.get(run.id)) for run, bank_name, bank_size in rows}
+    order = ids if run_ids is None else [int(r) for r in run_ids if int(r) in out]
+    return [out[r] for r in order]
+
+
+def history(*, session: Session, run: Run, after: int | None = None, limit: int = 1000,
+            by: str | None = None, max_values: int = 12, tail: bool = False) -> HistoryPage:
+    """Per-step series recorded by the worker, ordered by step.
+
+    `after` pages forward (steps > after); `tail` instead returns the last `limit` points.
+    With `by`, each point carries the share of each metadata value among the step's
+    selected problems; values outside the `max_values` largest overall become "(other)".
+    """
+    query = (select(HistoryPoint, Ticket.pool_size)
+             .outerjoin(Ticket, Ticket.id == HistoryPoint.ticket_id)
+             .where(HistoryPoint.run_id == run.id))
+    if after is not None:
+        query = query.where(HistoryPoint.step > after)
+    if tail:
+        rows = session.execute(query.order_by(HistoryPoint.step.desc()).limit(limit)).all()[::-1]
+        more = False
+    else:
+        rows = session.execute(query.order_by(HistoryPoint.step).limit(limit + 1)).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+    total = session.scalar(select(func.count()).select_from(HistoryPoint)
+                           .where(HistoryPoint.run_id == run.id)) or 0
+    points = [_point(h, pool) for h, pool in rows]
+    values: list[str] = []
+    if by is not None and rows:
+        per_ticket, values = _selected_shares(session, run.bank_id,
+                                              [h.ticket_id for h, _ in rows], by, max_values)
+        for point, (h, _) in zip(points, rows):
+            point.selected_by = per_ticket.get(h.ticket_id, {})
+    return HistoryPage(run_id=run.id, by=by, values=values, points=points, total=total,
+                       next_after=points[-1].step if more else None)
+
+
+def _selected_shares(session: Session, bank_id: int, ticket_ids: list[str], field: str,
+                     max_values: int) -> tuple[dict[str, dict[str, float]], list[str]]:
+    counts: dict[str, Counter[str]] = {}
+    for i in range(0, len(ticket_ids), _IN_CHUNK):
+        chunk = ticket_ids[i:i + _IN_CHUNK]
+        for tid, meta in session.execute(
+                select(TicketItem.ticket_id, Problem.meta)
+                .join(Problem, (Problem.bank_id == bank_id)
+                      & (Problem.position == TicketItem.problem_id))
+                .where(TicketItem.ticket_id.in_(chunk))):
+            counts.setdefault(tid, Counter())[group_value(meta, field)] += 1
+    overall: Counter[str] = Counter()
+    for c in counts.values():
+        total = sum(c.values())
+        overall.update({k: v / total for k, v in c.items()})
+    ranked = sorted(overall, key=lambda k: (-overall[k], k))
+    keep = set(ranked[:max_values])
+    values = ranked[:max_values] + ([OTHER_VALUE] if len(ranked) > max_values else [])
+    shares = {}
+    for tid, c in counts.items():
+        total = sum(c.values())
+        row: dict[str, float] = {}
+        for k, v in c.items():
+            key = k if k in keep else OTHER_VALUE
+            row[key] = row.get(key, 0.0) + v / total
+        shares[tid] = row
+    return shares, values
+
+
+def distribution(*, session: Session, session_factory: sessionmaker[Session], run: Run,
+                 bank: Bank, strategy: Strategy, store: EmbeddingStore, queue: QueueState,
+                 sample: int = 20_000, by: str | None = None, top: int = 20,
+                 bins: int = 20) -> DistributionPublic:
+    """The strategy's current distribution over the bank (see the module docstring)."""
+    positions = scored_positions(bank, sample)
+    n = int(positions.size)
+    base = dict(run_id=run.id, strategy=run.strategy, model_version=run.model_version,
+                active=bool(strategy.active()), temperature=float(strategy.temperature),
+                top_p=float(strategy.top_p), bank_size=int(bank.size), n_scored=n,
+                sampled=n < bank.size, queue=queue)
+    if n == 0:
+        return DistributionPublic(**base, entropy=None, max_entropy=None, entropy_ratio=None,
+                                  effective_support=None, effective_share=None, top=[],
+                                  mass_by=None, fields=[], scores=None, histogram=None)
+
+    whole = n == bank.size
+    need = [f for f in (by, strategy.category_field) if f]
+    metas = (problem_meta(session=session, bank_id=bank.id, positions=positions,
+                          whole_bank=whole) if need else None)
+    categories = None
+    if strategy.category_field:
+        categories = [None if m.get(strategy.category_field) is None
+                      else str(m[strategy.category_field]) for m in metas]
+    store.sync(bank.size, row_fetcher(session_factory, bank.id))
+    pool = Pool(problem_ids=positions, embeddings=store.lookup(positions), categories=categories)
+    logits = np.asarray(strategy.logits(pool), dtype=np.float64)
+    q = softmax(logits, strategy.temperature) if base["active"] else np.full(n, 1.0 / n)
+
+    h = entropy(q)
+    max_h = math.log(n)
+    support = math.exp(h)
+
+    order = np.argsort(-logits, kind="stable")[:top]
+    top_rows = {r.position: r for r in session.execute(
+        select(Problem.position, Problem.external_id, Problem.prompt, Problem.meta)
+        .where(Problem.bank_id == bank.id,
+               Problem.position.in_([int(positions[i]) for i in order])))}
+    top_items = []
+    for rank, i in enumerate(order):
+        r = top_rows[int(positions[i])]
+        top_items.append(TopProblem(rank=rank + 1, problem_id=int(positions[i]),
+                                    external_id=r.external_id, prompt=r.prompt[:PROMPT_CHARS],
+                                    metadata=r.meta or {}, score=float(logits[i]),
+                                    probability=float(q[i])))
+
+    mass_by = None
+    if by:
+        labels = [group_value(m, by) for m in metas]
+        mass: dict[str, float] = {}
+        count: Counter[str] = Counter(labels)
+        for label, p in zip(labels, q):
+            mass[label] = mass.get(label, 0.0) + float(p)
+        groups = [GroupMass(value=k, mass=mass[k], count=count[k], uniform=count[k] / n)
+                  for k in sorted(mass, key=lambda k: (-mass[k], k))]
+        mass_by = MassBy(field=by, groups=groups)
+
+    if metas is None:
+        probe = positions[:_FIELDS_PROBE]
+        metas = problem_meta(session=session, bank_id=bank.id, positions=probe)
+    fields = sorted({k for m in metas for k in m})
+
+    counts, edges = np.histogram(logits, bins=bins)
+    bin_of = np.clip(np.searchsorted(edges, logits, side="right") - 1, 0, bins - 1)
+    bin_mass = np.bincount(bin_of, weights=q, minlength=bins)
+    return DistributionPublic(
+        **base, entropy=h, max_entropy=max_h, entropy_ratio=h / max_h if n > 1 else 1.0,
+        effective_support=support, effective_share=support / n, top=top_items,
+        mass_by=mass_by, fields=fields,
+        scores=ScoreStats(min=float(logits.min()), max=float(logits.max()),
+                          mean=float(logits.mean()), std=float(logits.std())),
+        histogram=ScoreHistogram(edges=[float(e) for e in edges],
+                                 counts=[int(c) for c in counts],
+                                 mass=[float(m) for m in bin_mass]))

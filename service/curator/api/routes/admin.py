@@ -1,0 +1,112 @@
+"""Admin views (admin token): run listing, distribution, history, comparison; the dashboard."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
+
+from curator.admin import views
+from curator.admin.page import asset
+from curator.admin.schemas import (
+    Comparison,
+    DistributionPublic,
+    HistoryPage,
+    RunComparison,
+    RunList,
+)
+from curator.api.deps import AdminDep, RunDep, SessionDep, StateDep
+from curator.api.errors import InvalidRequest, NotFound
+from curator.db.models import Bank, Run
+from curator.state import AppState
+
+router = APIRouter(tags=["admin"])
+
+MAX_COMPARE = 8
+By = Annotated[str | None, Query(min_length=1, max_length=200,
+                                 description="metadata field to group by, e.g. difficulty")]
+Sample = Annotated[int, Query(ge=1, le=50_000, description="problems scored (uniform sample)")]
+Top = Annotated[int, Query(ge=0, le=200, description="top problems listed")]
+Bins = Annotated[int, Query(ge=1, le=200, description="score histogram bins")]
+MaxValues = Annotated[int, Query(ge=1, le=100, description="metadata values kept, rest (other)")]
+
+
+def _distribution(state: AppState, session: Session, run: Run, *, sample: int,
+                  by: str | None, top: int, bins: int) -> DistributionPublic:
+    bank = session.get(Bank, run.bank_id)
+    queue = views.queue_states(session=session, run_ids=[run.id])[run.id]
+    return views.distribution(
+        session=session, session_factory=state.session_factory, run=run, bank=bank,
+        strategy=state.snapshots.get(run, run.model_version),
+        store=state.files.store(bank.id, bank.dim), queue=queue, sample=sample, by=by,
+        top=top, bins=bins)
+
+
+@router.get("/v1/runs", dependencies=[AdminDep])
+def list_runs(session: SessionDep) -> RunList:
+    """Every run with its status, queue state and latest history point."""
+    return RunList(runs=views.run_summaries(session=session))
+
+
+@router.get("/v1/runs/{run_id}/distribution", dependencies=[AdminDep])
+def distribution(run: RunDep, session: SessionDep, state: StateDep, by: By = None,
+                 sample: Sample = 20_000, top: Top = 20, bins: Bins = 20) -> DistributionPublic:
+    """The current curator's distribution over the bank (a fixed uniform sample if large)."""
+    return _distribution(state, session, run, sample=sample, by=by, top=top, bins=bins)
+
+
+@router.get("/v1/runs/{run_id}/history", dependencies=[AdminDep])
+def history(run: RunDep, session: SessionDep,
+            after: Annotated[int | None, Query(ge=-1, description="steps after this")] = None,
+            limit: Annotated[int, Query(ge=1, le=10_000)] = 1000, by: By = None,
+            max_values: MaxValues = 12) -> HistoryPage:
+    """Per-step series recorded by the worker, paged forward by step."""
+    return views.history(session=session, run=run, after=after, limit=limit, by=by,
+                         max_values=max_values)
+
+
+@router.get("/v1/compare", dependencies=[AdminDep])
+def compare(session: SessionDep, state: StateDep,
+            runs: Annotated[str, Query(min_length=1, max_length=200,
+                                       description="comma-separated run ids, e.g. 1,2,3")],
+            by: By = None, sample: Sample = 20_000, top: Top = 10, bins: Bins = 20,
+            points: Annotated[int, Query(ge=1, le=10_000, description="last history points")]
+            = 500, max_values: MaxValues = 12) -> Comparison:
+    """Several runs side by side: summary, distribution and recent history of each."""
+    try:
+        ids = list(dict.fromkeys(int(x) for x in runs.split(",") if x.strip()))
+    except ValueError as exc:
+        raise InvalidRequest("runs must be comma-separated run ids", {"runs": runs}) from exc
+    if not ids or len(ids) > MAX_COMPARE:
+        raise InvalidRequest(f"compare 1 to {MAX_COMPARE} runs", {"runs": runs})
+    summaries = views.run_summaries(session=session, run_ids=ids)
+    missing = sorted(set(ids) - {s.run_id for s in summaries})
+    if missing:
+        raise NotFound(f"run {missing[0]} not found", {"run_ids": missing})
+    out = []
+    for summary in summaries:
+        run = session.get(Run, summary.run_id)
+        out.append(RunComparison(
+            run=summary,
+            distribution=_distribution(state, session, run, sample=sample, by=by, top=top,
+                                       bins=bins),
+            history=views.history(session=session, run=run, limit=points, by=by,
+                                  max_values=max_values, tail=True)))
+    return Comparison(by=by, runs=out)
+
+
+@router.get("/admin", include_in_schema=False)
+def dashboard() -> HTMLResponse:
+    content, _ = asset("index.html")
+    return HTMLResponse(content, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/admin/static/{name}", include_in_schema=False)
+def static_asset(name: str) -> Response:
+    found = asset(name)
+    if found is None:
+        raise NotFound(f"no admin asset {name!r}", {"name": name})
+    content, media = found
+    return Response(content, media_type=media, headers={"Cache-Control": "no-cache"})

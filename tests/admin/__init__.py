@@ -1,0 +1,1 @@
+"""Admin views: endpoints and the dashboard in a real browser."""
