@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from curator.api.errors import Forbidden, NotFound, Unauthorized
@@ -13,7 +14,7 @@ from curator.runs import tokens
 from curator.state import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     return request.app.state.curator
 
 
@@ -28,7 +29,7 @@ def get_session(state: StateDep):
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def bearer(authorization: Annotated[str | None, Header()] = None) -> str:
+async def bearer(authorization: Annotated[str | None, Header()] = None) -> str:
     if not authorization:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
     scheme, _, token = authorization.partition(" ")
@@ -44,7 +45,7 @@ def _is_admin(state: AppState, token: str) -> bool:
     return any(tokens.same_secret(token, t) for t in state.admin_tokens)
 
 
-def require_admin(state: StateDep, token: TokenDep) -> None:
+async def require_admin(state: StateDep, token: TokenDep) -> None:
     if _is_admin(state, token):
         return
     if tokens.token_run_id(token) is not None:
@@ -75,20 +76,33 @@ def get_run(run_id: Annotated[int, Path(ge=0, le=2**31 - 1)], session: SessionDe
 RunDep = Annotated[Run, Depends(get_run)]
 
 
-def authorised_run(run: RunDep, state: StateDep, token: TokenDep, session: SessionDep) -> Run:
-    """The run, if the bearer is the admin or this run's own (unrevoked) token."""
-    if _is_admin(state, token):
-        return run
-    if tokens.matches(token, run.token_hash):
-        if run.revoked:
-            raise Unauthorized("this run's token was revoked")
-        return run
-    other = tokens.token_run_id(token)
-    if other is not None and other != run.id:
-        other_run = session.get(Run, other)
-        if other_run is not None and tokens.matches(token, other_run.token_hash):
-            raise Forbidden(f"this token belongs to run {other}, not run {run.id}")
+def _authorise_run(state: AppState, run_id: int, token: str) -> Run:
+    with state.session_factory() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise NotFound(f"run {run_id} not found", {"run_id": run_id})
+        if _is_admin(state, token):
+            return run
+        if tokens.matches(token, run.token_hash):
+            if run.revoked:
+                raise Unauthorized("this run's token was revoked")
+            return run
+        other = tokens.token_run_id(token)
+        if other is not None and other != run.id:
+            other_run = session.get(Run, other)
+            if other_run is not None and tokens.matches(token, other_run.token_hash):
+                raise Forbidden(f"this token belongs to run {other}, not run {run.id}")
     raise Unauthorized("invalid token for this run")
+
+
+async def authorised_run(run_id: Annotated[int, Path(ge=0, le=2**31 - 1)], state: StateDep,
+                         token: TokenDep) -> Run:
+    """The run, if the bearer is the admin or this run's own (unrevoked) token.
+
+    Async with one thread hop for the lookup: sync dependencies would each cost a trip
+    through the thread pool on the select hot path.
+    """
+    return await run_in_threadpool(_authorise_run, state, run_id, token)
 
 
 RunAuthDep = Annotated[Run, Depends(authorised_run)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 
@@ -16,7 +17,6 @@ from curator.api.schemas import (
     RunCreate,
     RunCreated,
     RunPublic,
-    SelectedProblem,
     SelectRequest,
     SelectResponse,
     TicketCounts,
@@ -61,9 +61,8 @@ def get_run(run: RunAuthDep, session: SessionDep) -> RunPublic:
                      stats=run.stats or {})
 
 
-@router.post("/{run_id}/select")
-def select(run: RunAuthDep, body: SelectRequest, session: SessionDep,
-           state: StateDep) -> SelectResponse:
+@router.post("/{run_id}/select", response_model=SelectResponse)
+async def select(run: RunAuthDep, body: SelectRequest, state: StateDep) -> Response:
     limits = state.settings
     if body.batch_size > limits.max_batch_size:
         raise InvalidRequest(f"batch_size must be ≤ {limits.max_batch_size}",
@@ -75,17 +74,25 @@ def select(run: RunAuthDep, body: SelectRequest, session: SessionDep,
     if body.pool_size is not None and body.batch_size > body.pool_size:
         raise InvalidRequest(f"batch_size {body.batch_size} exceeds pool_size {body.pool_size}",
                              {"batch_size": body.batch_size, "pool_size": body.pool_size})
-    bank = session.get(Bank, run.bank_id)
-    session.close()
+
+    def work():
+        with state.session_factory() as s:
+            bank = s.get(Bank, run.bank_id)
+        return select_batch(session_factory=state.session_factory, run=run, bank=bank,
+                            batch_size=body.batch_size, pool_size=pool_size,
+                            files=state.files, snapshots=state.snapshots)
+
     try:
-        result = select_batch(session_factory=state.session_factory, run=run, bank=bank,
-                              batch_size=body.batch_size, pool_size=pool_size,
-                              files=state.files, snapshots=state.snapshots)
+        result = await run_in_threadpool(work)
     except SelectError as exc:
         raise InvalidRequest(str(exc), exc.details) from exc
-    return SelectResponse(ticket_id=result.ticket_id, run_id=result.run_id, step=result.step,
-                          model_version=result.model_version,
-                          problems=[SelectedProblem(**vars(p)) for p in result.problems])
+    # Serialised directly: re-validating 256 problems through pydantic costs more than
+    # the rest of the response; the shape is SelectResponse (declared for OpenAPI).
+    return Response(json.dumps({
+        "ticket_id": result.ticket_id, "run_id": result.run_id, "step": result.step,
+        "model_version": result.model_version,
+        "problems": [vars(p) for p in result.problems]}, ensure_ascii=False),
+        media_type="application/json")
 
 
 @router.post("/{run_id}/feedback", status_code=status.HTTP_202_ACCEPTED)
@@ -93,12 +100,15 @@ async def feedback(run: RunAuthDep, body: FeedbackRequest, state: StateDep,
                    response: Response) -> FeedbackReceipt:
     results = [ResultRecord(r.problem_id, r.utility, r.rewards, r.log_ratios)
                for r in body.results]
-    strategy = await run_in_threadpool(state.snapshots.get, run, 0)
+
+    def work():
+        strategy = state.snapshots.get(run, 0)
+        return record_feedback(session_factory=state.session_factory, run=run,
+                               ticket_id=body.ticket_id, results=results,
+                               requires_rewards=strategy.requires_rewards)
+
     try:
-        receipt = await run_in_threadpool(
-            record_feedback, session_factory=state.session_factory, run=run,
-            ticket_id=body.ticket_id, results=results,
-            requires_rewards=strategy.requires_rewards)
+        receipt = await run_in_threadpool(work)
     except FeedbackError as exc:
         raise APIError(str(exc), exc.details, status_code=exc.status) from exc
     if receipt.replayed:
