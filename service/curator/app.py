@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from curator.api.errors import install_error_handlers
 from curator.api.limits import BodySizeLimit
 from curator.api.routes import admin, banks, health, runs
+from curator.api.schemas import ErrorResponse
 from curator.bank.files import BankFiles
 from curator.config import Settings
 from curator.db.session import make_engine, make_session_factory
@@ -23,6 +24,15 @@ from curator.worker.queue import InProcessQueue, RedisStreamQueue
 from curator.worker.updater import Updater
 
 log = logging.getLogger("curator")
+
+
+ERROR_RESPONSES: dict[int | str, dict] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in [(400, "Bad request"), (401, "Missing or invalid token"),
+                         (403, "Token not allowed here"), (404, "Unknown bank, run or ticket"),
+                         (409, "Conflict"), (410, "Ticket expired"), (413, "Request too large"),
+                         (422, "Invalid request"), (500, "Internal error")]
+}
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -106,8 +116,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   generate_unique_id_function=_operation_id)
     install_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(banks.router)
-    app.include_router(runs.router)
+    app.include_router(banks.router, responses=ERROR_RESPONSES)
+    app.include_router(runs.router, responses=ERROR_RESPONSES)
     app.include_router(admin.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     max_pool_size: int = 65536
     max_problems_per_request: int = 20_000
     default_pool_size: int = 2048
+    # Feedback for a ticket older than this is refused with 410 (0 = tickets never expire:
+    # stored logits and propensities keep old tickets valid for the OSMD update).
+    ticket_ttl_s: float = 0.0
     hash_embedder_dim: int = 256
     feedback_stream: str = "curator:feedback"
     worker_group: str = "curator-workers"

@@ -60,7 +60,7 @@ def test_two_apis_two_workers_apply_every_ticket_once(topology_env, tmp_path):
         wait_for(all_applied, 120, "every ticket applied")
         with engine.connect() as c:
             history = c.execute(select(HistoryPoint.run_id, HistoryPoint.ticket_id,
-                                       HistoryPoint.model_version)).all()
+                                       HistoryPoint.model_version, HistoryPoint.step)).all()
             run_versions = dict(c.execute(select(Run.id, Run.model_version)).all())
             ckpt_versions = c.execute(select(Checkpoint.run_id, func.max(Checkpoint.version))
                                       .group_by(Checkpoint.run_id)).all()
@@ -70,6 +70,10 @@ def test_two_apis_two_workers_apply_every_ticket_once(topology_env, tmp_path):
         for r in created:
             versions = sorted(h.model_version for h in history if h.run_id == r.run_id)
             assert versions == list(range(1, steps + 1))
+            # applied in the order they were reported, although two workers competed
+            in_version_order = [h.step for h in sorted(history, key=lambda h: h.model_version)
+                                if h.run_id == r.run_id]
+            assert in_version_order == sorted(in_version_order)
             assert run_versions[r.run_id] == steps
             # disjoint candidate pools within the epoch (12 x 16 = 192 of 600)
             assert len(pools[r.run_id]) == len(set(pools[r.run_id]))

@@ -15,7 +15,7 @@ log = logging.getLogger("curator.api")
 
 _TYPES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+    405: "method_not_allowed", 409: "conflict", 410: "gone", 413: "payload_too_large",
     415: "unsupported_media_type", 422: "invalid_request", 429: "too_many_requests",
     500: "internal", 503: "unavailable",
 }
@@ -48,6 +48,10 @@ class Forbidden(APIError):
 
 class Conflict(APIError):
     status_code = 409
+
+
+class Gone(APIError):
+    status_code = 410
 
 
 class InvalidRequest(APIError):

@@ -8,6 +8,7 @@ and changes nothing (first write wins).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timezone
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -46,7 +47,8 @@ def _receipt(session: Session, ticket: Ticket) -> Receipt:
 
 
 def record_feedback(*, session_factory: sessionmaker[Session], run: Run, ticket_id: str,
-                    results: list[ResultRecord], requires_rewards: bool) -> Receipt:
+                    results: list[ResultRecord], requires_rewards: bool,
+                    ttl_s: float = 0.0) -> Receipt:
     with session_factory() as s:
         ticket = s.get(Ticket, ticket_id)
         if ticket is None or ticket.run_id != run.id:
@@ -54,6 +56,16 @@ def record_feedback(*, session_factory: sessionmaker[Session], run: Run, ticket_
                                 {"ticket_id": ticket_id}, status=404)
         if ticket.state != "issued":
             return _receipt(s, ticket)
+        if ttl_s > 0:
+            created = ticket.created_at
+            if created.tzinfo is None:  # SQLite returns naive UTC datetimes
+                created = created.replace(tzinfo=timezone.utc)
+            age = (utcnow() - created).total_seconds()
+            if age > ttl_s:
+                raise FeedbackError(f"ticket {ticket_id!r} expired {age - ttl_s:.0f} s ago "
+                                    f"(tickets live {ttl_s:.0f} s); select again",
+                                    {"ticket_id": ticket_id, "age_s": round(age, 1)},
+                                    status=410)
 
         items = set(s.scalars(select(TicketItem.problem_id)
                               .where(TicketItem.ticket_id == ticket_id)))

@@ -869,6 +869,8 @@ function writeHash() {
 
 function selectRun(id) {
   if (id === S.runId) return;
+  const bank = (r) => r && r.bank_id;
+  if (bank(currentRun()) !== bank(S.runs.find((r) => r.run_id === id))) S.by = undefined;
   S.runId = id;
   S.dist = null;
   $("run-picker").value = String(id);

@@ -105,7 +105,8 @@ async def feedback(run: RunAuthDep, body: FeedbackRequest, state: StateDep,
         strategy = state.snapshots.get(run, 0)
         return record_feedback(session_factory=state.session_factory, run=run,
                                ticket_id=body.ticket_id, results=results,
-                               requires_rewards=strategy.requires_rewards)
+                               requires_rewards=strategy.requires_rewards,
+                               ttl_s=state.settings.ticket_ttl_s)
 
     try:
         receipt = await run_in_threadpool(work)
