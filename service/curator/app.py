@@ -46,6 +46,10 @@ def build_state(settings: Settings) -> AppState:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     admin, _ = settings.ensure_admin_token()
     device = str(resolve_device(settings.device))
+    if settings.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
     engine = make_engine(settings.sqlalchemy_url)
     session_factory = make_session_factory(engine)
     files = BankFiles(settings.data_dir)
@@ -118,6 +122,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(banks.router, responses=ERROR_RESPONSES)
     app.include_router(runs.router, responses=ERROR_RESPONSES)
-    app.include_router(admin.router)
+    app.include_router(admin.router, responses=ERROR_RESPONSES)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

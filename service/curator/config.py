@@ -19,6 +19,11 @@ class Settings(BaseSettings):
     redis_url: str | None = None  # unset = in-process queue and worker
     admin_token: str | None = None  # dev: generated and printed when unset
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # Intra-op threads for CPU scoring/updates. 1 by default: the scorer is small, and a
+    # server's request threads plus torch's own pool oversubscribe small machines (a
+    # 2048-candidate pool scored 4-5x slower with 2 threads than 1 on the 2-core box).
+    # 0 keeps torch's default.
+    torch_threads: int = 1
     embedded_worker: bool = True  # run the worker inside the API process
     max_body_bytes: int = 32 * 1024 * 1024
     max_batch_size: int = 8192

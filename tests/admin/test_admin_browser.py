@@ -170,6 +170,7 @@ def test_dashboard_renders_runs_in_chromium(server):
             page.wait_for_selector("#card-compare:not([hidden])")
             page.wait_for_selector("#chart-cmp-mass svg rect[data-series='medium']")
             assert "uniform-baseline" in page.text_content("#compare")
+            page.evaluate("window.scrollTo(0, 0)")
             page.wait_for_timeout(300)
             page.screenshot(path=str(shot), full_page=True)
 
@@ -183,4 +184,5 @@ def test_dashboard_renders_runs_in_chromium(server):
     assert not errors, errors
     assert shot.stat().st_size > 20_000
     if os.environ.get("CURATOR_UPDATE_DOCS_SCREENSHOT"):
+        (ROOT / "docs").mkdir(exist_ok=True)
         shutil.copy(shot, ROOT / "docs" / "admin-dashboard.png")

@@ -95,7 +95,8 @@ async def test_uniform_run_distribution_and_history(settings):
         assert sum(d["histogram"]["mass"]) == pytest.approx(1.0)
         assert d["queue"] == {**d["queue"], "issued": 4, "reported": 4, "applied": 4,
                               "pending": 0, "outstanding": 0}
-        assert d["model_version"] == 4
+        assert d["model_version"] == 4 and d["queue"]["lag_seconds"] == 0.0
+        assert d["queue"]["last_applied_at"] is not None
 
         # missing values group under "(none)"; a sample is drawn with a fixed seed
         r = await client.get(f"/v1/runs/{run_id}/distribution?by=tag", headers=AUTH)
@@ -184,6 +185,36 @@ async def test_learning_run_moves_mass_to_the_rewarded_group(settings):
         assert c["runs"][0]["run"]["strategy"] == "uniform"
 
 
+async def test_arm_strategy_scores_with_its_categories(settings):
+    """SEC reads a metadata field: its arms' mass is exp(Q/τ)-weighted, uniform within arms."""
+    async with running_app(settings) as (client, _):
+        bank_id = await make_bank(client, n=60)  # metadata {"group": i % 3}
+        run_id, token = await make_run(client, bank_id, "sec", {"field": "group"})
+        for _ in range(3):  # group 0 has signal (mean |A| = 1), the others none
+            ticket = (await client.post(f"/v1/runs/{run_id}/select", headers=bearer(token),
+                                        json={"batch_size": 30, "pool_size": 60})).json()
+            results = [{"problem_id": p["problem_id"],
+                        "rewards": [1, 0, 1, 0] if p["metadata"]["group"] == 0 else [1] * 4}
+                       for p in ticket["problems"]]
+            r = await client.post(f"/v1/runs/{run_id}/feedback", headers=bearer(token),
+                                  json={"ticket_id": ticket["ticket_id"], "results": results})
+            assert r.status_code == 202, r.text
+        deadline = time.monotonic() + 30
+        while (await client.get(f"/v1/runs/{run_id}", headers=AUTH)).json()[
+                "model_version"] < 3:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        d = (await client.get(f"/v1/runs/{run_id}/distribution?by=group&top=60",
+                              headers=AUTH)).json()
+        mass = masses(d)
+        assert d["active"] is True and sum(mass.values()) == pytest.approx(1.0)
+        assert mass["0"] > 0.9 and mass["1"] == pytest.approx(mass["2"])
+        per_problem = {t["metadata"]["group"]: t["probability"] for t in d["top"]}
+        assert per_problem[0] == pytest.approx(mass["0"] / 20)  # uniform within the arm
+        h = (await client.get(f"/v1/runs/{run_id}/history", headers=AUTH)).json()
+        assert [p["mean_reward"] is not None for p in h["points"]] == [True] * 3
+
+
 async def test_admin_auth_page_and_errors(sqlite_settings):
     async with running_app(sqlite_settings) as (client, _):
         bank_id = await make_bank(client, n=20)
@@ -230,3 +261,28 @@ async def test_admin_auth_page_and_errors(sqlite_settings):
         schema = (await client.get("/openapi.json")).json()
         assert "/v1/runs/{run_id}/distribution" in schema["paths"]
         assert "/admin" not in schema["paths"]
+
+
+async def test_queue_lag_while_the_worker_is_behind(settings):
+    settings = settings.model_copy(update={"embedded_worker": False})  # nothing gets applied
+    async with running_app(settings) as (client, _):
+        bank_id = await make_bank(client, n=40)
+        run_id, token = await make_run(client, bank_id)
+        first = (await client.post(f"/v1/runs/{run_id}/select", headers=bearer(token),
+                                   json={"batch_size": 4})).json()
+        r = await client.post(f"/v1/runs/{run_id}/feedback", headers=bearer(token), json={
+            "ticket_id": first["ticket_id"],
+            "results": [{"problem_id": p["problem_id"], "utility": 0.1}
+                        for p in first["problems"]]})
+        assert r.status_code == 202
+        await client.post(f"/v1/runs/{run_id}/select", headers=bearer(token),
+                          json={"batch_size": 4})
+        await asyncio.sleep(0.05)
+        run = (await client.get("/v1/runs", headers=AUTH)).json()["runs"][0]
+        assert run["status"] == "training" and run["last"] is None
+        q = run["queue"]
+        assert (q["issued"], q["reported"], q["applied"]) == (2, 1, 0)
+        assert (q["pending"], q["outstanding"]) == (1, 1)
+        assert 0.04 < q["lag_seconds"] < 60 and q["last_applied_at"] is None
+        d = (await client.get(f"/v1/runs/{run_id}/distribution", headers=AUTH)).json()
+        assert d["queue"]["pending"] == 1 and d["queue"]["lag_seconds"] >= q["lag_seconds"]

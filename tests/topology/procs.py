@@ -31,7 +31,7 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
 class Proc:
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
-        self._fh = open(log, "ab")
+        self._fh = open(log, "ab")  # noqa: SIM115 - closed in kill()/stop()
         self.p = subprocess.Popen(args, env=child_env(env), stdout=self._fh,
                                   stderr=subprocess.STDOUT, cwd=ROOT)
 

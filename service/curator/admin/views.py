@@ -151,8 +151,10 @@ def run_summaries(*, session: Session, run_ids: Sequence[int] | None = None) -> 
     rows = session.execute(query.order_by(Run.id)).all()
     ids = [run.id for run, _, _ in rows]
     queues = queue_states(session=session, run_ids=ids)
-    latest = (select(HistoryPoint.run_id, func.max(HistoryPoint.step).label("step"))
-              .where(HistoryPoint.run_id.in_(ids)).group_by(HistoryPoint.run_id).subquery())
+    latest = select(HistoryPoint.run_id, func.max(HistoryPoint.step).label("step"))
+    if run_ids is not None:
+        latest = latest.where(HistoryPoint.run_id.in_(ids))
+    latest = latest.group_by(HistoryPoint.run_id).subquery()
     last = {h.run_id: _point(h, pool) for h, pool in session.execute(
         select(HistoryPoint, Ticket.pool_size)
         .join(latest, (latest.c.run_id == HistoryPoint.run_id)

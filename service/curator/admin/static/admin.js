@@ -82,6 +82,7 @@ function fmt(v, digits = 3) {
 function pct(v) {
   if (!finite(v)) return "–";
   const p = v * 100;
+  if (p !== 0 && Math.abs(p) < 0.1) return `${Number(p.toPrecision(2))}%`;
   return (Math.abs(p) < 10 && p !== 0 ? p.toFixed(1) : p.toFixed(0)) + "%";
 }
 
@@ -97,7 +98,7 @@ function niceStep(range, count) {
   const raw = range / Math.max(1, count);
   const mag = Math.pow(10, Math.floor(Math.log10(raw)));
   const norm = raw / mag;
-  return (norm >= 5 ? 10 : norm >= 2 ? 5 : norm >= 1 ? 2 : 1) * mag;
+  return (norm < 1.5 ? 1 : norm < 3 ? 2 : norm < 7 ? 5 : 10) * mag;
 }
 
 function ticks(min, max, count, integer) {
@@ -117,7 +118,7 @@ function naturalSort(values) {
     if (special(a) !== special(b)) return special(a) - special(b);
     const na = Number(a), nb = Number(b);
     if (a !== "" && b !== "" && Number.isFinite(na) && Number.isFinite(nb)) return na - nb;
-    return a.localeCompare(b);
+    return a.localeCompare(b, undefined, { numeric: true });
   });
 }
 
@@ -385,11 +386,13 @@ function stackedArea(box, xs, layers, opts = {}) {
 /** Horizontal bars with a uniform reference tick: rows [{name, color, value, ref, note}]. */
 function barsH(box, rows, opts = {}) {
   if (!rows.length) return empty(box, opts.emptyText || "No data yet.");
-  const rowH = 26;
-  const labelW = Math.min(150, 18 + 7 * Math.max(...rows.map((r) => r.name.length)));
+  const rowH = Math.round(Math.min(46, Math.max(24, 210 / rows.length)));
+  const labelW = Math.min(170, 26 + 7.5 * Math.max(...rows.map((r) => Math.min(22, r.name.length))));
   const height = Math.max(120, rows.length * rowH + 34);
+  const barH = Math.min(22, rowH - 8);
   const f = frame(box, height, { top: 6, right: 92, bottom: 26, left: labelW });
-  const max = opts.max ?? Math.max(...rows.map((r) => Math.max(r.value, r.ref || 0)), 1e-9);
+  const top = Math.max(...rows.map((r) => Math.max(r.value, r.ref || 0)), 1e-9);
+  const max = opts.max ?? Math.min(1, ticks(0, top, 4).find((v) => v >= top - 1e-12) ?? top);
   const xs = linearScale(0, max, f.x0, f.x1);
   for (const v of ticks(0, max, 4)) {
     if (v > max + 1e-12) continue;
@@ -397,17 +400,18 @@ function barsH(box, rows, opts = {}) {
     text(f.svg, xs(v), f.y1 + 15, pct(v), { class: "tick-label", "text-anchor": "middle" });
   }
   rows.forEach((r, i) => {
-    const y = f.y0 + i * rowH + 4;
-    text(f.svg, f.x0 - 8, y + 13, r.name.length > 22 ? r.name.slice(0, 21) + "…" : r.name,
+    const y = f.y0 + i * rowH + (rowH - barH) / 2;
+    const mid = y + barH / 2 + 4;
+    text(f.svg, f.x0 - 8, mid, r.name.length > 22 ? r.name.slice(0, 21) + "…" : r.name,
       { class: "tick-label", "text-anchor": "end", style: "fill:#4a5566;font-size:12px" });
-    s("rect", { x: f.x0, y, width: Math.max(1, xs(r.value) - f.x0), height: 17, rx: 3,
+    s("rect", { x: f.x0, y, width: Math.max(1, xs(r.value) - f.x0), height: barH, rx: 3,
       fill: r.color, "data-series": r.name }, f.svg);
     if (finite(r.ref)) {
-      s("line", { x1: xs(r.ref), x2: xs(r.ref), y1: y - 3, y2: y + 20, stroke: "#1c2533",
+      s("line", { x1: xs(r.ref), x2: xs(r.ref), y1: y - 3, y2: y + barH + 3, stroke: "#1c2533",
         "stroke-width": 1.6 }, f.svg);
     }
-    text(f.svg, f.x1 + 8, y + 13, pct(r.value), { style: "fill:#1c2533;font-size:12px;font-weight:600" });
-    if (r.note) text(f.svg, f.x1 + 48, y + 13, r.note, { class: "tick-label" });
+    text(f.svg, f.x1 + 8, mid, pct(r.value), { style: "fill:#1c2533;font-size:12px;font-weight:600" });
+    if (r.note) text(f.svg, f.x1 + 48, mid, r.note, { class: "tick-label" });
   });
   if (opts.legend) legend(box, opts.legend);
 }
@@ -622,7 +626,7 @@ function renderKpis(run, d) {
   $("kpis").replaceChildren(
     kpi("Curator", h("span", {}, d.active ? "active" : "uniform"),
       d.active ? `${run.strategy} · τ ${fmt(d.temperature)} · top-p ${fmt(d.top_p)}`
-        : `${run.strategy}: warm-up or uniform`),
+        : run.strategy === "uniform" ? "uniform strategy" : `${run.strategy} warming up`),
     kpi("Step", h("span", {}, run.step.toLocaleString("en-US")),
       `model version ${d.model_version} · ${q.applied} applied`),
     kpi("Entropy", h("span", {}, fmt(d.entropy_ratio, 3), h("small", {}, " of uniform")),
@@ -635,8 +639,9 @@ function renderKpis(run, d) {
     kpi("Utility (last 10)", h("span", {}, fmt(util, 3)),
       `loss ${fmt(loss, 3)}` + (finite(reward) ? ` · reward ${fmt(reward, 3)}` : "")),
     kpi("Queue", h("span", {}, String(q.pending), h("small", {}, " pending")),
-      `lag ${seconds(q.lag_seconds)} · ${q.outstanding} awaiting feedback`, null,
-      "pending: feedback reported, not yet applied by the worker; awaiting: batches handed out"));
+      `lag ${seconds(q.lag_seconds)} · ${q.outstanding} unreported`, null,
+      "pending: feedback reported, not yet applied by the worker; unreported: batches handed " +
+      "out whose feedback has not arrived"));
 }
 
 function renderMassTime() {
@@ -673,12 +678,15 @@ function renderMassNow(d) {
     ? `q over ${d.sampled ? "a sample of " : ""}${d.n_scored.toLocaleString("en-US")} problems; ` +
       "black tick = uniform share, ×k = mass relative to uniform"
     : "the curator is not driving selection yet: q is uniform";
-  barsH(box, rows, { legend: [{ name: "curator mass", color: "#4e79a7" },
+  barsH(box, rows, { legend: [{ name: "curator mass (bar)", color: "#8a94a3" },
     { name: "uniform share (tick)", color: "#1c2533", kind: "line" }] });
 }
 
 function renderSeries() {
   const pts = S.hist.points;
+  const rewards = pts.some((p) => finite(p.mean_reward));
+  $("card-reward").hidden = !rewards;
+  $("series-grid").classList.toggle("with-reward", rewards);
   const none = "No applied steps yet.";
   const w = smoothWindow(pts.length);
   const series = (key, name, color) => {
@@ -695,9 +703,10 @@ function renderSeries() {
     { xLabel: "step", yLabel: "utility", emptyText: none, refs: [{ y: 0 }] });
   lineChart($("chart-loss"), series("loss", "loss", "#c0392b"),
     { xLabel: "step", yLabel: "loss", emptyText: "No loss recorded (this strategy has none)." });
-  lineChart($("chart-reward"), series("mean_reward", "mean reward", "#b8860b"),
-    { xLabel: "step", yLabel: "reward",
-      emptyText: "No rewards recorded: the trainer sends utilities directly." });
+  if (rewards) {
+    lineChart($("chart-reward"), series("mean_reward", "mean reward", "#b8860b"),
+      { xLabel: "step", yLabel: "reward", emptyText: none });
+  }
   lineChart($("chart-source"), [
     { name: "curator", color: "#2f6fb3", points: pts.map((p) => [p.step, p.curator_share]) },
     { name: "uniform floor (explore)", color: "#e07b39", points: pts.map((p) => [p.step, p.explore_share]) },
@@ -711,7 +720,7 @@ function renderTop(d) {
   const maxP = Math.max(...d.top.map((t) => t.probability));
   const rows = d.top.map((t) => {
     const metaKeys = Object.keys(t.metadata).sort((a, b) => (a === S.by ? -1 : b === S.by ? 1 : a.localeCompare(b)));
-    const chips = metaKeys.slice(0, 4).map((k) => {
+    const chips = metaKeys.slice(0, 3).map((k) => {
       const v = String(t.metadata[k]);
       return h("span", { class: "chip" + (k === S.by ? " key" : "") },
         k === S.by ? h("span", { class: "dot", style: `background:${colors[v] || "#999"}` }) : null, `${k}: ${v}`);
@@ -720,13 +729,15 @@ function renderTop(d) {
       h("td", { class: "num" }, t.rank),
       h("td", { class: "ext", title: `problem_id ${t.problem_id}` }, t.external_id),
       h("td", { class: "prompt", title: t.prompt }, t.prompt),
-      h("td", {}, chips),
+      h("td", { title: metaKeys.map((k) => `${k}: ${t.metadata[k]}`).join("\n") }, chips),
       h("td", { class: "num" }, fmt(t.score, 4)),
       h("td", { class: "num" }, pct(t.probability), h("span", { class: "pbar" },
         h("span", { style: `width:${(t.probability / maxP) * 100}%` }))),
       h("td", { class: "num" }, `×${fmt(t.probability * d.n_scored, 3)}`));
   });
-  box.replaceChildren(h("table", { id: "top-problems" },
+  const cols = [34, 124, null, 180, 70, 124, 92];
+  box.replaceChildren(h("table", { id: "top-problems", class: "fixed" },
+    h("colgroup", {}, cols.map((w) => h("col", { style: w ? `width:${w}px` : null }))),
     h("thead", {}, h("tr", {}, h("th", { class: "num" }, "#"), h("th", {}, "external id"),
       h("th", {}, "prompt"), h("th", {}, "metadata"), h("th", { class: "num" }, "score"),
       h("th", { class: "num" }, "probability"), h("th", { class: "num", title: "q × n" }, "vs uniform"))),
@@ -762,12 +773,10 @@ function renderRuns() {
     return h("tr", { class: "clickable" + (r.run_id === S.runId ? " current" : ""),
       onclick: () => selectRun(r.run_id), "data-run": r.run_id },
       h("td", {}, check),
-      h("td", {}, h("strong", {}, runLabel(r))),
+      h("td", { title: `bank ${r.bank_name} (${r.bank_size} problems)` }, h("strong", {}, runLabel(r))),
       h("td", {}, r.strategy),
       h("td", {}, h("span", { class: `badge ${r.status}` }, r.status)),
-      h("td", {}, r.bank_name),
-      h("td", { class: "num" }, r.step.toLocaleString("en-US")),
-      h("td", { class: "num" }, r.model_version),
+      h("td", { class: "num" }, `${r.step.toLocaleString("en-US")} · v${r.model_version}`),
       h("td", { class: "num" }, `${r.queue.pending} · ${seconds(r.queue.lag_seconds)}`),
       h("td", { class: "num" }, fmt(last.mean_utility, 3)),
       h("td", { class: "num" }, fmt(last.entropy_ratio, 3)),
@@ -775,10 +784,10 @@ function renderRuns() {
   });
   $("runs-table").replaceChildren(h("table", { id: "runs" },
     h("thead", {}, h("tr", {}, h("th", {}, "compare"), h("th", {}, "run"), h("th", {}, "strategy"),
-      h("th", {}, "status"), h("th", {}, "bank"), h("th", { class: "num" }, "step"),
-      h("th", { class: "num" }, "version"), h("th", { class: "num" }, "pending · lag"),
+      h("th", {}, "status"), h("th", { class: "num" }, "step · version"),
+      h("th", { class: "num" }, "pending · lag"),
       h("th", { class: "num" }, "utility"), h("th", { class: "num" }, "H / log M"),
-      h("th", { class: "num" }, "curator share"))),
+      h("th", { class: "num" }, "curator"))),
     h("tbody", {}, rows)));
 }
 
@@ -880,7 +889,7 @@ function selectRun(id) {
 function schedule() {
   clearInterval(S.timer);
   const every = Number($("refresh").value);
-  if (every > 0) S.timer = setInterval(refresh, every * 1000);
+  if (every > 0) S.timer = setInterval(() => { if (!document.hidden) refresh(); }, every * 1000);
 }
 
 function showDashboard() {
