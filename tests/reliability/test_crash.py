@@ -7,6 +7,7 @@ applied exactly once (`assert_applied_exactly_once`).
 
 from __future__ import annotations
 
+import signal
 import time
 
 import httpx
@@ -43,6 +44,24 @@ def scalar(engine, query, **params):
         return c.execute(query, params).scalar()
 
 
+def freeze_mid_apply(worker, engine, attempts: int = 50):
+    """SIGSTOP the worker at a moment it holds the row lock of an open apply transaction.
+
+    Stopped, it cannot commit: a lock still held 50 ms after the stop belongs to a
+    transaction that is in the middle of applying a ticket. Returns (pid, xid) of it.
+    """
+    for _ in range(attempts):
+        worker.p.send_signal(signal.SIGSTOP)
+        time.sleep(0.05)
+        with engine.connect() as c:
+            holder = c.execute(APPLY_LOCK).first()
+        if holder is not None:
+            return holder
+        worker.p.send_signal(signal.SIGCONT)  # between two applies: let it run on
+        time.sleep(0.03)
+    raise AssertionError("never caught the worker inside an apply")
+
+
 def consistent_at_rest(engine, run_id: int) -> int:
     """Run version, history rows and newest checkpoint agree; returns that number."""
     with engine.connect() as c:
@@ -68,19 +87,10 @@ def test_worker_sigkill_mid_apply_then_restart(deployment):
     for t in tickets:
         assert drv.report(run_id, token, t).status_code == 202
 
-    def mid_apply():  # lock held, with tickets applied before it and still to come after
-        with engine.connect() as c:
-            holder = c.execute(APPLY_LOCK).first()
-        applied = ticket_states(engine, run_id).get("applied", 0)
-        return holder if holder is not None and 2 <= applied <= n - 3 else None
-
-    import time as _t
-    _t.sleep(8)
-    with engine.connect() as c:
-        rows = c.execute(text("select step, reported_at, applied_at from tickets where state='applied' order by applied_at")).all()
-    print([(r.applied_at - rows[i-1].applied_at).total_seconds() for i, r in enumerate(rows) if i])
-    holder = wait_for(mid_apply, 90, "the worker mid-apply", interval=0.005)
-    dep.worker.kill()  # SIGKILL
+    wait_for(lambda: 2 <= ticket_states(engine, run_id).get("applied", 0) <= n - 4, 90,
+             "some tickets applied")
+    holder = freeze_mid_apply(dep.worker, engine)
+    dep.worker.kill()  # SIGKILL, while the apply's transaction is open
     wait_for(lambda: scalar(engine, BACKEND_GONE, pid=holder.pid), 20,
              "the killed worker's database session to end")
     assert scalar(engine, XACT_STATUS, xid=holder.xid) == "aborted"
@@ -118,9 +128,11 @@ def test_redis_restart_while_tickets_are_queued(deployment):
     dep.redis.start()
     r = dep.redis.client()
     assert r.exists(stream) == 0  # the queue is gone; the database still has the record
-    r.close()
-    # the API reconnects: select and feedback work right after the restart
+    # the API reconnects by itself: feedback right after the restart is queued at once
+    # (not left to the worker's sweep, which only re-queues tickets older than 10 s)
     assert drv.report(run_id, token, drv.select(run_id, token)).status_code == 202
+    assert r.xlen(stream) == 1, "the first put after the Redis restart was not queued"
+    r.close()
     assert ticket_states(engine, run_id) == {"applied": 1, "reported": 6}
 
     dep.start_worker()
@@ -153,7 +165,8 @@ def test_redis_down_while_feedback_arrives(deployment):
     dep.redis.start()
     wait_all_applied(engine, run_id, 4, timeout=60)
     assert_applied_exactly_once(engine, run_id, 4)
-    assert httpx.get(dep.url + "/readyz", timeout=10).status_code == 200
+    wait_for(lambda: httpx.get(dep.url + "/readyz", timeout=10).status_code == 200, 10,
+             "readiness once Redis is back")
     drv.close()
 
 

@@ -110,7 +110,7 @@ def run_sim(args: argparse.Namespace, settings: Any) -> int:
     from curator.sim.runner import compare
 
     # one line per HTTP request (httpx logs at INFO) would bury the progress bar
-    for name in ("httpx", "httpcore"):
+    for name in ("httpx", "httpcore", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]

@@ -49,19 +49,34 @@ Log-ratios (what the trainer reports so the service can compute Û = mean A_i·s
 * every rollout: + N(0, (logratio_noise · lr/n)²): every update perturbs every
   sequence's probability a little for reasons unrelated to that problem.
 
+What Û sees. For a normal problem Û(x) ≈ std(r)·Δθ_x, and Δθ_x is mostly the step of
+x's whole skill — made by every selected problem of that skill and its neighbours, not by
+x alone. Like a real LLM's log-ratios, Û credits a problem with what the whole batch did
+to it; so a curriculum that selects a skill more sees larger Û for that skill (a
+feedback loop a curator must resist). The simulator keeps this on purpose. Measured
+under uniform selection with the defaults: mean Û of problems with signal ≈ 0.009, of
+traps ≈ 0.003 (a third), of problems without signal exactly 0.
+
 Outcome-level (not token-level) log-ratios make Û larger than a real LLM's
 length-normalised ratios; the service multiplies Û by a fixed amplifier and the curator
-is trained with Adam and gradient clipping, so only relative sizes matter.
+is trained with Adam and gradient clipping, so only relative sizes matter (amplifier 10
+and 1000 give the same curves).
 
-Defaults and why (fixed before any strategy comparison; calibrated on `uniform` only —
-see bench/sim_defaults.md): lr = 0.3 makes uniform selection gain about twenty
-accuracy points (≈0.35 → ≈0.57) over 150 steps of 64 problems, still rising, with the
-ceiling (≈0.89: the held-out hard problems stay unsolved) far above; transfer 0.3 and memorisation
-3 are moderate; trap_harm 0.3 means a trap batch cancels ~30% of what an equally
-"active" useful batch would teach; init abilities ~ N(0, 0.75²) against difficulties
-~ N(1, 2.5²) give 30–40% initial held-out accuracy and ~40% of all groups (of the
-normal problems alone, ~40%; it grows as the student improves) without any signal at
-the start — the order reported for open math sets with G = 8.
+Defaults and why (fixed before any strategy comparison; `lr` calibrated on `uniform`
+only — see bench/sim_defaults.md):
+
+* lr = 0.3: uniform selection gains ~20 accuracy points (≈0.35 → ≈0.57) in 150 steps
+  of 64 problems and is still rising; the ceiling (≈0.89: held-out far-too-hard
+  problems stay unsolved) is far above, so the curve does not saturate.
+* transfer = 0.3, memorisation = 3: moderate generalisation to related skills and a
+  visit's own effect a few times one problem's share of the skill step.
+* trap_harm = 0.3: a trap group costs its skill 30% of what an equally "active" useful
+  group teaches it.
+* skill_lr_spread = 0.3: skills' learning rates within about ×0.55–×1.8 (±2σ).
+* logratio_noise = 1: per-rollout noise of the size of one problem's share of a step.
+* initial abilities ~ N(0, 0.75²) against difficulties ~ N(1, 2.5²) (bank.py): 30–40%
+  initial held-out accuracy and ~40% of groups without any signal under uniform
+  selection — the order reported for open math sets with G = 8.
 """
 
 from __future__ import annotations
