@@ -28,6 +28,19 @@ def test_importing_the_client_or_the_core_pulls_in_no_framework() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("name", ["", "._core", ".datasets", ".torch", ".trl", ".verl"])
+def test_public_names_are_sorted_and_importable(name: str) -> None:
+    import importlib
+
+    if name in (".torch", ".verl"):
+        pytest.importorskip("torch")
+    if name == ".trl":
+        pytest.importorskip("trl")
+    module = importlib.import_module("curator_client.integrations" + name)
+    assert module.__all__ == sorted(module.__all__)
+    assert all(hasattr(module, n) for n in module.__all__)
+
+
 def test_get_field_reads_dotted_paths_and_literal_names() -> None:
     row = {"extra_info": {"index": 7, "split": "train"}, "a.b": 1, "a": {"b": 2}}
     assert get_field(row, "extra_info.index") == 7

@@ -72,7 +72,7 @@ def test_grpo_trainer_trains_on_curator_prompts_and_reports_feedback(admin, tmp_
         output_dir=str(tmp_path / "out"), use_cpu=True, report_to=[], save_strategy="no",
         max_steps=steps, per_device_train_batch_size=8, gradient_accumulation_steps=2,
         num_generations=group, max_completion_length=6, learning_rate=1e-3,
-        logging_steps=1, dataloader_num_workers=0, seed=0)
+        logging_steps=1, dataloader_num_workers=0, gradient_checkpointing=False, seed=0)
     trainer = CuratorGRPOTrainer(model=model, reward_funcs=reward, args=args,
                                  train_dataset=dataset, processing_class=tokenizer,
                                  curator_run=run, curator_strict=True)

@@ -166,6 +166,7 @@ def _real_kit(tmp_path, rows, data_config):
     pq.write_table(pa.Table.from_pylist(rows), path)
     config = OmegaConf.create({**data_config, "filter_overlong_prompts": False,
                                "cache_dir": str(tmp_path / "cache"), "shuffle": False})
+    OmegaConf.set_struct(config, True)  # as Hydra hands it over: unknown keys read as None
     dataset = RLHFDataset(data_files=[str(path)], tokenizer=None, processor=None,
                           config=config)
     sampler = create_rl_sampler(config, dataset)  # verl loads our class from class_path

@@ -11,4 +11,4 @@ bank's external id) and `TicketLedger` (selected tickets waiting for feedback).
 
 from ._core import POSITION_FORMAT, IndexMap, TicketLedger
 
-__all__ = ["POSITION_FORMAT", "IndexMap", "TicketLedger"]
+__all__ = ["IndexMap", "POSITION_FORMAT", "TicketLedger"]

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from .._runs import Batch, Run
 
 __all__ = [
-    "POSITION_FORMAT",
     "IndexMap",
+    "POSITION_FORMAT",
     "TicketLedger",
     "column_values",
     "get_field",

@@ -51,11 +51,11 @@ if TYPE_CHECKING:
     from .._runs import Run
 
 __all__ = [
-    "INDEX_COLUMN",
     "CuratorFeedbackCallback",
     "CuratorGRPOMixin",
     "CuratorGRPOTrainer",
     "CuratorRepeatSampler",
+    "INDEX_COLUMN",
 ]
 
 INDEX_COLUMN = "curator_index"

@@ -35,8 +35,8 @@ Batch → feedback (`results_from_batch`):
 | `log_ratios[i]`     | mean over `response_mask` of `batch["log_probs"] - batch["old_log_probs"]`|
 |                     | when the batch holds both; stock verl does not recompute log-probs    |
 |                     | after the actor update, so by default only rewards are sent and the   |
-|                     | service falls back to mean |A| (store the updated policy's log-probs  |
-|                     | as "log_probs" to get Û = mean A·s)                                   |
+|                     | service falls back to mean abs(A) (store the updated policy's         |
+|                     | log-probs as "log_probs" to get Û = mean A·s)                         |
 
 Advantages are not sent: the service recomputes GRPO's A_i = (r_i − mean r)/(std r + ε)
 from the rewards, which also feed the per-problem pass-rate statistics.
@@ -75,9 +75,9 @@ except ImportError:  # no verl, or verl >= 0.8: same shape, so the sampler still
     VERL_INTERFACE = False
 
 __all__ = [
-    "VERL_INTERFACE",
     "CuratorCurriculumSampler",
     "GroupResult",
+    "VERL_INTERFACE",
     "results_from_batch",
 ]
 

@@ -27,24 +27,48 @@ class FieldMap:
     def record(self, row: dict[str, Any], index: int) -> ProblemRecord:
         used = {self.external_id, self.prompt, self.answer, self.embedding, "metadata"}
         used |= self.exclude
-        ext = row.get(self.external_id)
+        ext = lookup(row, self.external_id)
         meta_keys = self.metadata if self.metadata is not None else [
             k for k in row if k not in used]
         # A `metadata` object column (our own export format) is merged, not nested.
         nested = row.get("metadata")
         meta = dict(nested) if isinstance(nested, dict) and self.metadata is None else {}
         meta.update({k: row[k] for k in meta_keys if k in row and _jsonable(row[k])})
-        emb = row.get(self.embedding) if self.embedding else None
-        answer = row.get(self.answer) if self.answer else None
-        prompt = row.get(self.prompt)
+        emb = lookup(row, self.embedding) if self.embedding else None
+        answer = lookup(row, self.answer) if self.answer else None
+        prompt = lookup(row, self.prompt)
         return ProblemRecord(
             external_id=str(ext) if ext is not None else f"row-{index}",
-            prompt=prompt if isinstance(prompt, str) else json.dumps(prompt),
+            prompt=_prompt_text(prompt),
             answer=None if answer is None else str(answer),
             metadata=meta,
             embedding=None if emb is None else (
                 emb if isinstance(emb, np.ndarray) else [float(x) for x in emb]),
         )
+
+
+def lookup(row: dict[str, Any], path: str) -> Any:
+    """`row[path]`, or a dotted path into nested columns ("extra_info.index"); None if
+    absent. A column literally named with dots wins."""
+    if path in row:
+        return row[path]
+    value: Any = row
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _prompt_text(prompt: Any) -> str:
+    """Chat messages ([{role, content}, ...], verl's and TRL's format) become their
+    contents joined by newlines; other non-strings are stored as JSON."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and prompt and all(
+            isinstance(m, dict) and "content" in m for m in prompt):
+        return "\n".join(str(m["content"]) for m in prompt)
+    return json.dumps(prompt)
 
 
 def _jsonable(value: Any) -> bool:

@@ -137,11 +137,19 @@ def run_sim(args: argparse.Namespace, settings: Any) -> int:
     if args.url and not token:
         print("curator sim: --url needs --token (or CURATOR_ADMIN_TOKEN)", file=sys.stderr)
         return 2
+    from curator.sim.trainer import SyncTimeout
+    from curator_client import CuratorError
+
     device = "cpu" if args.url else str(getattr(settings, "device", "cpu"))
-    result = compare(strategies, list(range(args.seed_base, args.seed_base + args.seeds)),
-                     trainer=trainer, bank_config=bank, student=student, params=params,
-                     bank_seed=args.bank_seed, url=args.url, token=token if args.url else None,
-                     device=device, progress=not args.quiet)
+    try:
+        result = compare(strategies, list(range(args.seed_base, args.seed_base + args.seeds)),
+                         trainer=trainer, bank_config=bank, student=student, params=params,
+                         bank_seed=args.bank_seed, url=args.url,
+                         token=token if args.url else None, device=device,
+                         progress=not args.quiet)
+    except (CuratorError, SyncTimeout) as exc:  # e.g. a bad --params value (HTTP 422)
+        print(f"curator sim: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     out = Path(args.out)
     write_report(result, out, target=args.target)
     print((out / "sim.md").read_text())
