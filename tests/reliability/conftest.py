@@ -100,6 +100,17 @@ def _deployment(pg_database, tmp_path_factory) -> Iterator[Deployment]:
 
 
 @pytest.fixture
+def own_redis(tmp_path) -> Iterator[RedisServer]:
+    """A private redis-server on a free port, to SIGKILL and restart at will."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server binary not installed")
+    server = RedisServer(tmp_path / "redis.log")
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
 def deployment(_deployment) -> Deployment:
     _deployment.ensure()
     return _deployment
