@@ -186,6 +186,37 @@ async def test_revoked_token_is_refused_everywhere(settings):
         assert info["revoked"] is True and info["tickets"]["issued"] == 1
 
 
+async def test_run_token_rotation_keeps_the_run(settings):
+    async with running_app(settings) as (client, _):
+        bank_id = await make_bank(client, n=20)
+        run_id, old = await make_run(client, bank_id)
+        t = (await client.post(f"/v1/runs/{run_id}/select", json={"batch_size": 2},
+                               headers=bearer(old))).json()
+        r = await client.post(f"/v1/runs/{run_id}/token", headers=bearer(old))
+        assert r.status_code == 403  # a run cannot mint its own tokens
+        r = await client.post(f"/v1/runs/{run_id}/token", headers=AUTH)
+        assert r.status_code == 201
+        new = r.json()["token"]
+        assert new != old and r.json()["run_id"] == run_id
+        r = await client.post(f"/v1/runs/{run_id}/select", json={"batch_size": 1},
+                              headers=bearer(old))
+        assert r.status_code == 401
+        # the open ticket is still usable with the new token; the run keeps its state
+        fb = {"ticket_id": t["ticket_id"],
+              "results": [{"problem_id": p["problem_id"], "utility": 0.5}
+                          for p in t["problems"]]}
+        r = await client.post(f"/v1/runs/{run_id}/feedback", json=fb, headers=bearer(new))
+        assert r.status_code == 202
+        info = (await client.get(f"/v1/runs/{run_id}", headers=bearer(new))).json()
+        assert info["step"] == 1 and info["tickets"]["reported"] == 1
+        # rotation also lifts a revocation
+        await client.post(f"/v1/runs/{run_id}/revoke", headers=AUTH)
+        newer = (await client.post(f"/v1/runs/{run_id}/token", headers=AUTH)).json()["token"]
+        r = await client.post(f"/v1/runs/{run_id}/select", json={"batch_size": 1},
+                              headers=bearer(newer))
+        assert r.status_code == 200
+
+
 async def test_extra_admin_tokens_allow_rotation(settings):
     settings.admin_token = "new-admin-token"
     settings.extra_admin_tokens = ["test-admin-token"]  # the old one, during the rollover

@@ -159,13 +159,15 @@ def test_redis_down_while_feedback_arrives(deployment):
         assert resp.json()["state"] == "reported" and "Curator-Replayed" not in resp.headers
         assert time.monotonic() - t0 < 10
     ready = httpx.get(dep.url + "/readyz", timeout=10)
-    assert ready.status_code == 503 and ready.json()["checks"]["queue"] is False
+    # still serving (feedback is committed first), but says the queue is down
+    assert ready.status_code == 200 and ready.json()["checks"]["queue"] is False
+    assert ready.json()["status"] == "degraded"
     assert ticket_states(engine, run_id) == {"applied": 1, "reported": 3}
 
     dep.redis.start()
     wait_all_applied(engine, run_id, 4, timeout=60)
     assert_applied_exactly_once(engine, run_id, 4)
-    wait_for(lambda: httpx.get(dep.url + "/readyz", timeout=10).status_code == 200, 10,
+    wait_for(lambda: httpx.get(dep.url + "/readyz", timeout=10).json()["status"] == "ok", 10,
              "readiness once Redis is back")
     drv.close()
 

@@ -114,7 +114,7 @@ async def test_different_second_feedback_is_first_write_wins(settings):
 
 
 async def test_expired_ticket_is_gone_but_a_reported_one_keeps_its_receipt(settings):
-    settings.ticket_ttl_s = 0.5
+    settings.ticket_ttl_s = 1.0
     async with running_app(settings) as (client, _):
         run_id, token = await make_run(client, await make_bank(client, n=40))
         sel = f"/v1/runs/{run_id}/select"
@@ -129,7 +129,7 @@ async def test_expired_ticket_is_gone_but_a_reported_one_keeps_its_receipt(setti
         r1 = await client.post(f"/v1/runs/{run_id}/feedback", json=body(t1),
                                headers=bearer(token))
         assert r1.status_code == 202
-        await asyncio.sleep(0.8)
+        await asyncio.sleep(1.3)
         late = await client.post(f"/v1/runs/{run_id}/feedback", json=body(t2),
                                  headers=bearer(token))
         assert late.status_code == 410, late.text

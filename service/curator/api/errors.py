@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -66,9 +67,20 @@ class Unavailable(APIError):
     status_code = 503
 
 
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats (from echoed input) as strings: JSON has no NaN or Infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def error_body(status: int, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"type": _TYPES.get(status, "error"), "message": message,
-                      "details": jsonable_encoder(details)}}
+                      "details": _json_safe(jsonable_encoder(details))}}
 
 
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold U+0000
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
+Id = Annotated[int, Field(ge=0, le=2**31 - 1)]  # INTEGER primary keys
+
+
+def _finite_json(value: Any) -> Any:
+    """Free-form JSON (metadata, params) must be storable and servable: no NaN/Infinity."""
+    def walk(v: Any) -> None:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError("must not contain NaN or Infinity")
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk(value)
+    return value
+
+
+FreeJSON = Annotated[dict[str, Any], AfterValidator(_finite_json)]
 
 
 class _In(BaseModel):
@@ -40,10 +62,10 @@ class BankList(BaseModel):
 
 
 class ProblemIn(_In):
-    external_id: Annotated[str, Field(min_length=1, max_length=512)]
-    prompt: Annotated[str, Field(min_length=1, max_length=200_000)]
-    answer: Annotated[str, Field(max_length=200_000)] | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    external_id: Annotated[str, Field(min_length=1, max_length=512, pattern=NO_NUL)]
+    prompt: Annotated[str, Field(min_length=1, max_length=200_000, pattern=NO_NUL)]
+    answer: Annotated[str, Field(max_length=200_000, pattern=NO_NUL)] | None = None
+    metadata: FreeJSON = Field(default_factory=dict)
     embedding: Annotated[list[Finite], Field(min_length=1, max_length=8192)] | None = None
 
 
@@ -59,9 +81,9 @@ class ProblemsAdded(BaseModel):
 
 
 class RunCreate(_In):
-    bank_id: int
-    strategy: Annotated[str, Field(min_length=1, max_length=64)] = "uniform"
-    params: dict[str, Any] = Field(default_factory=dict)
+    bank_id: Id
+    strategy: Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)] = "uniform"
+    params: FreeJSON = Field(default_factory=dict)
     seed: Annotated[int, Field(ge=0, le=2**62)] | None = None
     name: Name | None = None
 
@@ -140,7 +162,7 @@ class ResultIn(_In):
 
 
 class FeedbackRequest(_In):
-    ticket_id: Annotated[str, Field(min_length=1, max_length=64)]
+    ticket_id: Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]
     results: Annotated[list[ResultIn], Field(min_length=1)]
 
 

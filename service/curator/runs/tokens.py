@@ -7,6 +7,7 @@ import hmac
 import secrets
 
 PREFIX = "rt_"
+MAX_ID = 2**31 - 1  # ids are INTEGER columns
 
 
 def hash_token(token: str) -> str:
@@ -24,7 +25,9 @@ def token_run_id(token: str) -> int | None:
     if not token.startswith(PREFIX):
         return None
     head = token[len(PREFIX):].split("_", 1)[0]
-    return int(head) if head.isdigit() else None
+    if not head.isdigit() or len(head) > 10 or int(head) > MAX_ID:
+        return None  # not an id the database can hold: treat as an unknown token
+    return int(head)
 
 
 def matches(token: str, token_hash: str) -> bool:

@@ -68,8 +68,15 @@ class RedisStreamQueue:
     def __init__(self, url: str, stream: str, group: str, consumer: str | None = None,
                  claim_idle_ms: int = 30_000) -> None:
         import redis.asyncio as aioredis
+        import redis.exceptions
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
 
-        self._r = aioredis.from_url(url, decode_responses=True)
+        # A restarted Redis closes every pooled connection: retry on a fresh one instead of
+        # failing the first command on each (a failed put waits for the worker's sweep).
+        self._r = aioredis.from_url(
+            url, decode_responses=True, retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
         self.stream = stream
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"

@@ -59,7 +59,8 @@ def distribution(run: RunDep, session: SessionDep, state: StateDep, by: By = Non
 
 @router.get("/v1/runs/{run_id}/history", dependencies=[AdminDep])
 def history(run: RunDep, session: SessionDep,
-            after: Annotated[int | None, Query(ge=-1, description="steps after this")] = None,
+            after: Annotated[int | None, Query(ge=-1, le=2**31 - 1,
+                                               description="steps after this")] = None,
             limit: Annotated[int, Query(ge=1, le=10_000)] = 1000, by: By = None,
             max_values: MaxValues = 12) -> HistoryPage:
     """Per-step series recorded by the worker, paged forward by step."""
@@ -79,7 +80,7 @@ def compare(session: SessionDep, state: StateDep,
         ids = list(dict.fromkeys(int(x) for x in runs.split(",") if x.strip()))
     except ValueError as exc:
         raise InvalidRequest("runs must be comma-separated run ids", {"runs": runs}) from exc
-    if not ids or len(ids) > MAX_COMPARE:
+    if not ids or len(ids) > MAX_COMPARE or any(not 0 <= i <= 2**31 - 1 for i in ids):
         raise InvalidRequest(f"compare 1 to {MAX_COMPARE} runs", {"runs": runs})
     summaries = views.run_summaries(session=session, run_ids=ids)
     missing = sorted(set(ids) - {s.run_id for s in summaries})

@@ -33,8 +33,12 @@ async def readyz(state: StateDep) -> JSONResponse:
         "worker": state.worker_task is None or not state.worker_task.done(),
         "model": bool(state.device),
     }
-    ok = all(checks.values())
-    body = {"status": "ok" if ok else "unavailable", "checks": checks}
+    # The queue is not required to serve: feedback is committed to the database before
+    # the 202 and a worker's sweep re-queues it once Redis is back. A Redis outage makes
+    # the replica "degraded" (200), not unready, so a load balancer keeps it in rotation.
+    ok = checks["db"] and checks["worker"] and checks["model"]
+    status = ("ok" if checks["queue"] else "degraded") if ok else "unavailable"
+    body = {"status": status, "checks": checks}
     if not ok:
         body["error"] = {"type": "unavailable", "message": "not ready", "details": checks}
     return JSONResponse(body, status_code=200 if ok else 503)

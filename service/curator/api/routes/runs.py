@@ -132,3 +132,17 @@ def revoke(run: RunAuthDep, session: SessionDep) -> dict[str, object]:
     db_run.revoked = True
     session.commit()
     return {"run_id": run.id, "revoked": True}
+
+
+@router.post("/{run_id}/token", dependencies=[AdminDep], status_code=status.HTTP_201_CREATED)
+def rotate_token(run: RunAuthDep, session: SessionDep) -> RunCreated:
+    """Issue a new token for the run (admin): the old one stops working at once, the
+    curator's learned state, tickets and history stay. Also lifts a revocation."""
+    db_run = session.get(Run, run.id)
+    token, token_hash = tokens.new_run_token(run.id)
+    db_run.token_hash = token_hash
+    db_run.revoked = False
+    session.commit()
+    return RunCreated(run_id=db_run.id, token=token, bank_id=db_run.bank_id,
+                      strategy=db_run.strategy, params=db_run.params, seed=db_run.seed,
+                      name=db_run.name)

@@ -113,6 +113,14 @@ class ActorCuratorStrategy:
             return UpdateStats(mean_reward=mean_reward, extra=extra)
         windowed = np.array([self._window.push(o.problem_id, o.utility) for o in used])
         scaled = scale(windowed, p.scaling, p.amplifier)
+        # float32 is what the loss sees: a finite float64 beyond ~3e38 is inf there
+        keep = np.abs(scaled) <= np.finfo(np.float32).max  # False for NaN too
+        if not keep.all():
+            used = [o for o, k in zip(used, keep) if k]
+            scaled = scaled[keep]
+            if not used:
+                extra = base_extra(batch, self._updates) | {"fallback_share": 0.0}
+                return UpdateStats(mean_reward=mean_reward, extra=extra)
         emb = embeddings_tensor([o.embedding for o in used], self.dim, self.device)
         z_old = torch.tensor([o.logit for o in used], dtype=torch.float32, device=self.device)
         util = torch.tensor(scaled, dtype=torch.float32, device=self.device)
@@ -130,7 +138,10 @@ class ActorCuratorStrategy:
                 loss = osmd_loss(self._model(emb[idx]), z_old[idx], util[idx], p.rho)
                 self._opt.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self._model.parameters(), p.grad_clip)
+                norm = torch.nn.utils.clip_grad_norm_(self._model.parameters(), p.grad_clip)
+                if not (torch.isfinite(loss) and torch.isfinite(norm)):
+                    self._opt.zero_grad(set_to_none=True)  # an overflowing step: skip it
+                    continue
                 self._opt.step()
                 losses.append(float(loss.item()))
         self._updates += 1
