@@ -64,3 +64,25 @@ def test_scale() -> None:
     assert np.allclose(scale(np.array([5.0]), "standardize"), [0.0])
     with pytest.raises(ValueError):
         scale(np.array([1.0]), "bogus")  # type: ignore[arg-type]
+
+
+def test_summarise_group_matches_the_numpy_definitions():
+    import numpy as np
+
+    from curator.curation.utility import group_stats, realised_improvement, summarise_group
+
+    rng = np.random.default_rng(3)
+    for g in (1, 2, 8, 16):
+        rewards = rng.integers(0, 2, g).astype(float).tolist()
+        log_ratios = rng.normal(0, 0.1, g).tolist()
+        u, kind, mean, mean_abs = summarise_group(rewards, log_ratios)
+        assert (u, kind) == pytest.approx(realised_improvement(rewards, log_ratios))
+        assert (mean, mean_abs) == pytest.approx(group_stats(rewards))
+        u0, kind0, _, _ = summarise_group(rewards)
+        assert kind0 == "abs_advantage"
+        assert u0 == pytest.approx(realised_improvement(rewards)[0])
+    # the worked example: rewards [1, 0, 0, 1], log-ratios [0.1, -0.2, 0, 0.05]
+    u, _, _, _ = summarise_group([1, 0, 0, 1], [0.1, -0.2, 0.0, 0.05])
+    a = 0.5 / (0.5 + 1e-6)  # (r - mean) / (std + eps) with mean = std = 0.5
+    expected = (a * np.exp(0.1) - a * np.exp(-0.2) - a * np.exp(0.0) + a * np.exp(0.05)) / 4
+    assert u == pytest.approx(expected)

@@ -7,6 +7,7 @@ last H observations of the same problem, then scaled for the OSMD step.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -59,6 +60,30 @@ def group_stats(rewards: np.ndarray | list[float]) -> tuple[float, float]:
     """(mean reward, mean |A_i|) of one group."""
     r = _rewards(rewards)
     return float(r.mean()), float(np.abs(grpo_advantages(r)).mean())
+
+
+def summarise_group(
+    rewards: list[float], log_ratios: list[float] | None = None, eps: float = 1e-6
+) -> tuple[float, UtilityKind, float, float]:
+    """(Û, kind, mean reward, mean |A|) of one group in plain Python.
+
+    The same numbers as `realised_improvement` and `group_stats`; the feedback path calls
+    it for every problem of a ticket, where numpy's per-call overhead on 8-element arrays
+    costs more than the arithmetic.
+    """
+    g = len(rewards)
+    if g == 0:
+        raise ValueError("rewards must be a non-empty sequence")
+    mean = math.fsum(rewards) / g
+    std = math.sqrt(math.fsum((r - mean) ** 2 for r in rewards) / g)
+    adv = [(r - mean) / (std + eps) for r in rewards]
+    mean_abs = math.fsum(abs(a) for a in adv) / g
+    if log_ratios is None:
+        return mean_abs, "abs_advantage", mean, mean_abs
+    if len(log_ratios) != g:
+        raise ValueError("log_ratios must have the same length as rewards")
+    u = math.fsum(a * math.exp(lr) for a, lr in zip(adv, log_ratios)) / g
+    return u, "ratio", mean, mean_abs
 
 
 class UtilityWindow:

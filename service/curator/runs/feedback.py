@@ -7,6 +7,7 @@ and changes nothing (first write wins).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import timezone
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from curator.curation.utility import group_stats, realised_improvement
+from curator.curation.utility import summarise_group
 from curator.db.models import Feedback, Run, Ticket, TicketItem, utcnow
 
 
@@ -90,9 +91,12 @@ def record_feedback(*, session_factory: sessionmaker[Session], run: Run, ticket_
             mean_reward = mean_abs_adv = None
             utility, kind = r.utility, "direct" if r.utility is not None else None
             if r.rewards is not None:
-                mean_reward, mean_abs_adv = group_stats(r.rewards)
+                u, k, mean_reward, mean_abs_adv = summarise_group(r.rewards, r.log_ratios)
                 if utility is None:
-                    utility, kind = realised_improvement(r.rewards, r.log_ratios)
+                    utility, kind = u, k
+                if not math.isfinite(utility):  # exp() of a huge log-ratio
+                    raise FeedbackError("log_ratios too large: the utility overflows",
+                                        {"problem_id": r.problem_id})
             rows.append({"ticket_id": ticket_id, "problem_id": r.problem_id,
                          "utility": utility, "utility_kind": kind, "rewards": r.rewards,
                          "log_ratios": r.log_ratios, "mean_reward": mean_reward,
