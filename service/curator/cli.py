@@ -115,12 +115,13 @@ def import_rows(settings: Settings, sf, bank, batches, total: int | None, fields
     from curator.bank.embed import make_embedder
     from curator.bank.files import BankFiles
     from curator.bank.importer import records
-    from curator.bank.ingest import add_problems, row_fetcher
+    from curator.bank.ingest import add_problems, payload_fetcher, row_fetcher
     from curator.curation.scorer import resolve_device
 
     device = str(resolve_device(settings.device))
     files = BankFiles(settings.data_dir)
     store = files.store(bank.id, bank.dim)
+    payloads = files.payloads(bank.id)
     embedder = None if bank.embedder == "provided" else make_embedder(
         bank.embedder, bank.dim, device=device)
     added = dups = offset = 0
@@ -131,6 +132,8 @@ def import_rows(settings: Settings, sf, bank, batches, total: int | None, fields
                                   embedder=embedder, device=device)
             if result.added:
                 store.append(result.first_position, result.vectors, row_fetcher(sf, bank.id))
+                payloads.append(result.first_position, result.payloads,
+                                payload_fetcher(sf, bank.id))
             added += result.added
             dups += len(result.duplicates)
             offset += len(rows)
@@ -138,6 +141,7 @@ def import_rows(settings: Settings, sf, bank, batches, total: int | None, fields
             bar.set_postfix(added=added, duplicates=dups)
         size = bank.size
     store.sync(size, row_fetcher(sf, bank.id))
+    payloads.sync(size, payload_fetcher(sf, bank.id))
     files.index(bank.id).build(store)
     return added, dups
 

@@ -66,3 +66,18 @@ def test_speed_large_bank() -> None:
     elapsed = time.perf_counter() - t0
     assert len(np.unique(out)) == 2048 and out.max() < 1_000_000
     assert elapsed < 2.0, elapsed
+
+
+def test_cached_full_permutation_matches_the_feistel_map():
+    from curator.curation.proposal import _full_permutation, epoch_permutation, pool_positions
+
+    n, seed = 5003, 11
+    full = _full_permutation(n, seed, 2)
+    assert sorted(full.tolist()) == list(range(n))
+    np.testing.assert_array_equal(full, epoch_permutation(n, seed, 2)(np.arange(n)))
+    # pools straddling an epoch boundary use both epochs' maps, repeats dropped
+    got = pool_positions(2 * n - 7, 20, n, seed)
+    expect = np.concatenate([epoch_permutation(n, seed, 1)(np.arange(n - 7, n)),
+                             epoch_permutation(n, seed, 2)(np.arange(13))])
+    _, first = np.unique(expect, return_index=True)
+    np.testing.assert_array_equal(got, expect[np.sort(first)])

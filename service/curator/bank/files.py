@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 from curator.bank.index import BankIndex
+from curator.bank.payloads import PayloadStore
 from curator.bank.store import EmbeddingStore
 
 
@@ -14,6 +15,7 @@ class BankFiles:
         self.root = data_dir / "banks"
         self._stores: dict[int, EmbeddingStore] = {}
         self._indexes: dict[int, BankIndex] = {}
+        self._payloads: dict[int, PayloadStore] = {}
         self._lock = threading.Lock()
 
     def store(self, bank_id: int, dim: int) -> EmbeddingStore:
@@ -21,6 +23,13 @@ class BankFiles:
             store = self._stores.get(bank_id)
             if store is None:
                 store = self._stores[bank_id] = EmbeddingStore(self.root / str(bank_id), dim)
+            return store
+
+    def payloads(self, bank_id: int) -> PayloadStore:
+        with self._lock:
+            store = self._payloads.get(bank_id)
+            if store is None:
+                store = self._payloads[bank_id] = PayloadStore(self.root / str(bank_id))
             return store
 
     def index(self, bank_id: int) -> BankIndex:

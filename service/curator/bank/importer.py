@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ class FieldMap:
         # A `metadata` object column (our own export format) is merged, not nested.
         nested = row.get("metadata")
         meta = dict(nested) if isinstance(nested, dict) and self.metadata is None else {}
-        meta.update({k: row[k] for k in meta_keys if k in row and _jsonable(row[k])})
+        meta.update({k: _clean(row[k]) for k in meta_keys if k in row and _jsonable(row[k])})
         emb = lookup(row, self.embedding) if self.embedding else None
         answer = lookup(row, self.answer) if self.answer else None
         prompt = lookup(row, self.prompt)
@@ -69,6 +70,13 @@ def _prompt_text(prompt: Any) -> str:
             isinstance(m, dict) and "content" in m for m in prompt):
         return "\n".join(str(m["content"]) for m in prompt)
     return json.dumps(prompt)
+
+
+def _clean(value: Any) -> Any:
+    """Missing values in columnar files arrive as NaN: store them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _jsonable(value: Any) -> bool:

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from curator.bank.embed import Embedder, EmbedderError, bank_dim, make_embedder
+from curator.bank.payloads import encode as encode_payload
 from curator.bank.store import RowFetcher
 from curator.db.models import Bank, Problem
 
@@ -44,6 +45,7 @@ class AddResult:
     size: int
     first_position: int = 0
     vectors: np.ndarray | None = None
+    payloads: list[bytes] | None = None  # encoded public JSON of the added problems
 
 
 def create_bank(*, session: Session, name: str, embedder: str, dim: int | None,
@@ -132,6 +134,11 @@ def add_problems(*, session: Session, bank: Bank, problems: Sequence[ProblemReco
         if embedder is None and bank.embedder != "provided":
             embedder = make_embedder(bank.embedder, bank.dim, device=device)
         vectors = _vectors(bank, fresh, embedder)
+        try:
+            payloads = [encode_payload(p.external_id, p.prompt, p.answer, p.metadata)
+                        for p in fresh]
+        except ValueError as exc:  # NaN/∞ inside metadata: not JSON
+            raise IngestError(f"metadata must be valid JSON: {exc}") from exc
         size = session.execute(
             update(Bank).where(Bank.id == bank.id).values(size=Bank.size + len(fresh))
             .returning(Bank.size)).scalar_one()
@@ -155,8 +162,23 @@ def add_problems(*, session: Session, bank: Bank, problems: Sequence[ProblemReco
                 raise
             continue
         bank.size = size
-        return AddResult(len(fresh), duplicates, list(range(first, size)), size, first, vectors)
+        return AddResult(len(fresh), duplicates, list(range(first, size)), size, first, vectors,
+                         payloads)
     raise RuntimeError("unreachable")
+
+
+def payload_fetcher(session_factory, bank_id: int):
+    """A fetcher the payload store uses to fill itself from the database."""
+
+    def fetch(start: int, limit: int):
+        with session_factory() as s:
+            return list(s.execute(
+                select(Problem.position, Problem.external_id, Problem.prompt, Problem.answer,
+                       Problem.meta)
+                .where(Problem.bank_id == bank_id, Problem.position >= start)
+                .order_by(Problem.position).limit(limit)).all())
+
+    return fetch
 
 
 def row_fetcher(session_factory, bank_id: int) -> RowFetcher:

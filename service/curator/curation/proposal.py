@@ -9,6 +9,7 @@ replica given (seed, epoch).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -81,6 +82,28 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> FeistelPermutation:
     return FeistelPermutation(n=n, half_bits=bits // 2, keys=keys)
 
 
+# Banks up to this size keep each epoch's whole permutation in memory (int32, 4 MB per
+# million problems): computed once per epoch, then a pool is a slice. Derived from
+# (n, seed, epoch), identical in every process, so nothing per run is stored anywhere.
+FULL_PERMUTATION_MAX_N = 4_000_000
+
+
+@lru_cache(maxsize=16)
+def _full_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    perm = epoch_permutation(n, seed, epoch)(np.arange(n, dtype=np.int64))
+    out = perm.astype(np.int32 if n < 2**31 else np.int64)
+    out.flags.writeable = False
+    return out
+
+
+def _epoch_positions(n: int, seed: int, epoch: int, offsets: np.ndarray) -> np.ndarray:
+    if n <= FULL_PERMUTATION_MAX_N and offsets.size and (
+            offsets[-1] - offsets[0] + 1 == offsets.size):  # a contiguous run: slice
+        full = _full_permutation(n, seed, epoch)
+        return full[int(offsets[0]):int(offsets[-1]) + 1].astype(np.int64)
+    return epoch_permutation(n, seed, epoch)(offsets)
+
+
 def pool_positions(start: int, count: int, n: int, seed: int) -> np.ndarray:
     """Bank positions for counter positions start .. start+count-1.
 
@@ -97,7 +120,7 @@ def pool_positions(start: int, count: int, n: int, seed: int) -> np.ndarray:
     positions = np.empty(count, dtype=np.int64)
     for epoch in np.unique(epochs):
         sel = epochs == epoch
-        positions[sel] = epoch_permutation(n, seed, int(epoch))(offsets[sel])
+        positions[sel] = _epoch_positions(n, seed, int(epoch), offsets[sel])
     _, first = np.unique(positions, return_index=True)
     if first.size == positions.size:
         return positions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from curator.bank.files import BankFiles
-from curator.bank.ingest import row_fetcher
+from curator.bank.ingest import payload_fetcher, row_fetcher
 from curator.curation.proposal import pool_positions
 from curator.curation.sampler import entropy, sample
 from curator.curation.types import Pool
@@ -42,7 +43,37 @@ class SelectResult:
     run_id: int
     step: int
     model_version: int
-    problems: list[SelectedItem]
+    problems_json: bytes  # the `problems` array, encoded (see bank/payloads.py)
+
+    @property
+    def problems(self) -> list[SelectedItem]:
+        return [SelectedItem(**p) for p in json.loads(self.problems_json)]
+
+    def to_json(self) -> bytes:
+        head = json.dumps({"ticket_id": self.ticket_id, "run_id": self.run_id,
+                           "step": self.step, "model_version": self.model_version})
+        return head[:-1].encode() + b', "problems": ' + self.problems_json + b"}"
+
+
+def insert_items(session: Session, rows: list[tuple[str, int, int, float, float, str]]) -> None:
+    """Insert a ticket's items: COPY on PostgreSQL (one round trip instead of a
+    multi-row INSERT per batch), executemany elsewhere."""
+    if session.bind.dialect.name == "postgresql":
+        raw = session.connection().connection.driver_connection
+        with raw.cursor() as cur, cur.copy(
+                "COPY ticket_items (ticket_id, problem_id, rank, logit, propensity, source) "
+                "FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    if session.bind.dialect.name == "sqlite":  # the driver's executemany, no ORM layer
+        session.connection().exec_driver_sql(
+            "INSERT INTO ticket_items (ticket_id, problem_id, rank, logit, propensity, source)"
+            " VALUES (?, ?, ?, ?, ?, ?)", rows)
+        return
+    session.execute(TicketItem.__table__.insert(), [
+        {"ticket_id": t, "problem_id": p, "rank": r, "logit": lg, "propensity": pr,
+         "source": src} for t, p, r, lg, pr, src in rows])
 
 
 def _claim(session: Session, run_id: int, count: int) -> tuple[int, int, int]:
@@ -123,22 +154,19 @@ def select_batch(*, session_factory: sessionmaker[Session], run: Run, bank: Bank
                      pool_size=int(m), pool_entropy=float(entropy(selection.pool_probs)),
                      state="issued"))
         s.flush()
-        s.execute(TicketItem.__table__.insert(), [
-            {"ticket_id": ticket_id, "problem_id": int(pid), "rank": rank,
-             "logit": float(logits[idx]), "propensity": float(prop), "source": src}
+        insert_items(s, [
+            (ticket_id, int(pid), rank, float(logits[idx]), float(prop), src)
             for rank, (pid, idx, prop, src) in enumerate(
                 zip(chosen, selection.indices, selection.propensities, selection.sources))
         ])
-        rows = {r.position: r for r in s.execute(
-            select(Problem.position, Problem.external_id, Problem.prompt, Problem.answer,
-                   Problem.meta)
-            .where(Problem.bank_id == bank.id,
-                   Problem.position.in_([int(p) for p in chosen])))}
         s.commit()
 
-    problems = []
-    for pid, prop, src in zip(chosen, selection.propensities, selection.sources):
-        r = rows[int(pid)]
-        problems.append(SelectedItem(int(pid), r.external_id, r.prompt, r.answer,
-                                     r.meta or {}, float(prop), src))
-    return SelectResult(ticket_id, run.id, step, version, problems)
+    payloads = files.payloads(bank.id)
+    payloads.sync(n, payload_fetcher(session_factory, bank.id))
+    fragments = payloads.lookup([int(p) for p in chosen])
+    parts = [b'{"problem_id":%d,%s,"propensity":%s,"source":"%s"}'
+             % (int(pid), frag, repr(float(prop)).encode(), src.encode())
+             for pid, frag, prop, src in zip(chosen, fragments, selection.propensities,
+                                             selection.sources)]
+    problems_json = b"[" + b",".join(parts) + b"]"
+    return SelectResult(ticket_id, run.id, step, version, problems_json)

@@ -18,7 +18,14 @@ from curator.api.schemas import (
     ProblemsAdded,
 )
 from curator.bank.embed import EmbedderError
-from curator.bank.ingest import IngestError, ProblemRecord, add_problems, create_bank, row_fetcher
+from curator.bank.ingest import (
+    IngestError,
+    ProblemRecord,
+    add_problems,
+    create_bank,
+    payload_fetcher,
+    row_fetcher,
+)
 from curator.db.models import Bank
 from curator.state import AppState
 
@@ -78,6 +85,9 @@ async def add(bank: BankDep, body: ProblemsAdd, session: SessionDep,
             state.files.store(bank.id, bank.dim).append(
                 result.first_position, result.vectors,
                 row_fetcher(state.session_factory, bank.id))
+            state.files.payloads(bank.id).append(
+                result.first_position, result.payloads,
+                payload_fetcher(state.session_factory, bank.id))
         return result
 
     try:
