@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export CURATOR_DATA_DIR ?= data
 
-.PHONY: run test test-fast lint bench bench-sim install clean
+.PHONY: run test test-fast lint bench bench-sim bench-scale bench-load install clean
 
 $(VENV)/.installed: pyproject.toml client/pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ bench: install
 
 bench-sim: install
 	$(VENV)/bin/curator sim --out artifacts/sim
+
+bench-scale: install   # ~12 min: 10k / 100k / 1M problems
+	$(PY) bench/scale.py
+
+bench-load: install    # needs PostgreSQL; starts its own Redis, 2 APIs and 2 workers
+	$(PY) bench/load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from curator.api.metrics import Metrics
 from curator.bank.files import BankFiles
 from curator.config import Settings
 from curator.runs.snapshots import SnapshotCache
@@ -28,3 +29,4 @@ class AppState:
     admin_tokens: list[str]
     worker_task: asyncio.Task | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    metrics: Metrics = field(default_factory=Metrics)

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.anyio
 # the operations a run token may call (on its own run); everything else is admin-only
 RUN_TOKEN_OPS = {("get", "/v1/runs/{run_id}"), ("post", "/v1/runs/{run_id}/select"),
                  ("post", "/v1/runs/{run_id}/feedback")}
-PUBLIC_OPS = {("get", "/healthz"), ("get", "/readyz")}
+PUBLIC_OPS = {("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics")}  # no secrets
 
 
 def admin_operations(app) -> list[tuple[str, str]]:

@@ -99,3 +99,30 @@ async def test_health_and_auth(settings):
         r = await client.post(f"/v1/runs/{run_a}/select", json={"batch_size": 2},
                               headers=AUTH)
         assert r.status_code == 200
+
+
+async def test_metrics_count_selects_feedback_and_backlog(settings):
+    async with running_app(settings) as (client, _):
+        bank_id = await make_bank(client, n=30)
+        run_id, token = await make_run(client, bank_id)
+        for _ in range(2):
+            t = (await client.post(f"/v1/runs/{run_id}/select", json={"batch_size": 4},
+                                   headers=bearer(token))).json()
+        fb = {"ticket_id": t["ticket_id"],
+              "results": [{"problem_id": p["problem_id"], "rewards": [1, 0]}
+                          for p in t["problems"]]}
+        for _ in range(2):
+            await client.post(f"/v1/runs/{run_id}/feedback", json=fb, headers=bearer(token))
+        await _wait_applied(client, run_id, token, 1)
+        r = await client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    lines = dict(line.rsplit(" ", 1) for line in r.text.splitlines()
+                 if not line.startswith("#"))
+    assert lines["curator_select_seconds_count"] == "2"
+    assert lines['curator_select_seconds_bucket{le="+Inf"}'] == "2"
+    assert lines["curator_selected_problems_total"] == "8"
+    assert lines["curator_feedback_results_total"] == "4"
+    assert lines["curator_feedback_replays_total"] == "1"
+    assert lines['curator_tickets{state="issued"}'] == "1"
+    assert lines['curator_tickets{state="applied"}'] == "1"
+    assert lines["curator_runs"] == "1"

@@ -62,6 +62,7 @@ class Strategy(Protocol):
     name: ClassVar[str]
     category_field: str | None  # metadata field the strategy needs on Pool/Observation
     requires_rewards: bool  # True when feedback must carry per-rollout rewards
+    uses_embeddings: bool  # False: Pool.embeddings may be empty ([M, 0]); saves the lookup
     top_p: float  # nucleus mass for `sampler.sample` when active
     temperature: float  # sampler temperature τ (baselines fold their own τ into logits: 1.0)
 

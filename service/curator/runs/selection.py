@@ -139,7 +139,9 @@ def select_batch(*, session_factory: sessionmaker[Session], run: Run, bank: Bank
     if strategy.category_field:
         with session_factory() as s:
             categories = categories_for(s, bank.id, positions, strategy.category_field)
-    pool = Pool(problem_ids=positions.astype(np.int64), embeddings=store.lookup(positions),
+    embeddings = (store.lookup(positions) if getattr(strategy, "uses_embeddings", True)
+                  else np.zeros((positions.size, 0), dtype=np.float32))
+    pool = Pool(problem_ids=positions.astype(np.int64), embeddings=embeddings,
                 categories=categories)
     logits = np.asarray(strategy.logits(pool), dtype=np.float64)
     rng = np.random.default_rng([run.seed, step])

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import func, select, text
 
 from curator.api.deps import StateDep
+from curator.db.models import Run, Ticket
 
 router = APIRouter(tags=["health"])
 
@@ -42,3 +43,25 @@ async def readyz(state: StateDep) -> JSONResponse:
     if not ok:
         body["error"] = {"type": "unavailable", "message": "not ready", "details": checks}
     return JSONResponse(body, status_code=200 if ok else 503)
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(state: StateDep) -> PlainTextResponse:
+    """Prometheus text format: this process's request metrics, the shared backlog."""
+
+    def db_gauges() -> dict:
+        with state.session_factory() as s:
+            states = dict(s.execute(select(Ticket.state, func.count())
+                                    .group_by(Ticket.state)).all())
+            runs = s.scalar(select(func.count()).select_from(Run)) or 0
+        return {"tickets": {f"state={k}": float(states.get(k, 0))
+                            for k in ("issued", "reported", "applied")},
+                "runs": float(runs)}
+
+    gauges = await run_in_threadpool(db_gauges)
+    try:
+        gauges["queue_depth"] = float(await state.queue.depth())
+    except Exception:
+        gauges["queue_depth"] = float("nan")
+    return PlainTextResponse(state.metrics.render(gauges),
+                             media_type="text/plain; version=0.0.4")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 
 from fastapi import APIRouter, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -81,10 +82,13 @@ async def select(run: RunAuthDep, body: SelectRequest, state: StateDep) -> Respo
                             batch_size=body.batch_size, pool_size=pool_size,
                             files=state.files, snapshots=state.snapshots)
 
+    t0 = time.perf_counter()
     try:
         result = await run_in_threadpool(work)
     except SelectError as exc:
         raise InvalidRequest(str(exc), exc.details) from exc
+    state.metrics.observe("select", time.perf_counter() - t0)
+    state.metrics.inc("selected_problems", body.batch_size)
     # Spliced from pre-encoded problem JSON (bank/payloads.py): re-validating and
     # re-encoding 256 problems cost more than the rest of the select. The shape is
     # SelectResponse (declared for OpenAPI, checked by the schemathesis tests).
@@ -104,13 +108,17 @@ async def feedback(run: RunAuthDep, body: FeedbackRequest, state: StateDep,
                                requires_rewards=strategy.requires_rewards,
                                ttl_s=state.settings.ticket_ttl_s)
 
+    t0 = time.perf_counter()
     try:
         receipt = await run_in_threadpool(work)
     except FeedbackError as exc:
         raise APIError(str(exc), exc.details, status_code=exc.status) from exc
+    state.metrics.observe("feedback", time.perf_counter() - t0)
     if receipt.replayed:
         response.headers["Curator-Replayed"] = "true"
+        state.metrics.inc("feedback_replays")
     else:
+        state.metrics.inc("feedback_results", receipt.accepted)
         try:
             await state.queue.put(receipt.ticket_id)
         except Exception:

@@ -73,6 +73,7 @@ class ActorCuratorStrategy:
         self.params = params
         self.category_field: str | None = None
         self.requires_rewards = False
+        self.uses_embeddings = True
         self.top_p = params.top_p
         self.temperature = params.temperature
         self.dim = dim

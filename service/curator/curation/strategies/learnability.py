@@ -49,6 +49,7 @@ class LearnabilityStrategy:
         self.params = params
         self.category_field: str | None = None
         self.requires_rewards = True
+        self.uses_embeddings = False  # scores from ids/categories: no vector lookup
         self.top_p = params.top_p
         self.temperature = 1.0
         self._p: dict[int, float] = {}

@@ -64,6 +64,7 @@ class PclStrategy:
         self.params = params
         self.category_field: str | None = None
         self.requires_rewards = True
+        self.uses_embeddings = True
         self.top_p = params.top_p
         self.temperature = 1.0
         self.dim = dim

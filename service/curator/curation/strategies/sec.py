@@ -56,6 +56,7 @@ class SecStrategy:
         self.params = params
         self.category_field: str | None = params.field
         self.requires_rewards = True
+        self.uses_embeddings = False  # scores from ids/categories: no vector lookup
         self.top_p = params.top_p
         self.temperature = 1.0
         self.q: dict[str, float] = {}

@@ -25,6 +25,7 @@ class UniformStrategy:
         self.params = params
         self.category_field: str | None = None
         self.requires_rewards = False
+        self.uses_embeddings = False  # scores from ids/categories: no vector lookup
         self.top_p = 1.0
         self.temperature = 1.0
         self._updates = 0
