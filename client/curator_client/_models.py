@@ -122,6 +122,7 @@ class TicketCounts:
     issued: int = 0
     reported: int = 0
     applied: int = 0
+    failed: int = 0  # set aside after repeated apply errors (see the run's tickets)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> TicketCounts:
@@ -130,6 +131,7 @@ class TicketCounts:
             issued=int(data.get("issued", 0)),
             reported=int(data.get("reported", 0)),
             applied=int(data.get("applied", 0)),
+            failed=int(data.get("failed", 0)),
         )
 
 

@@ -58,7 +58,9 @@ def build_state(settings: Settings) -> AppState:
                                  settings.worker_group)
     else:
         queue = InProcessQueue()
-    updater = Updater(session_factory, files, device) if settings.embedded_worker else None
+    updater = (Updater(session_factory, files, device,
+                       max_attempts=settings.max_apply_attempts)
+               if settings.embedded_worker else None)
     return AppState(settings=settings, engine=engine, session_factory=session_factory,
                     files=files, snapshots=SnapshotCache(session_factory, device), queue=queue,
                     updater=updater, device=device,

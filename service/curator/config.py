@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     # Feedback for a ticket older than this is refused with 410 (0 = tickets never expire:
     # stored logits and propensities keep old tickets valid for the OSMD update).
     ticket_ttl_s: float = 0.0
+    # A ticket whose apply raises this many times is set aside as `failed` (its error is
+    # kept on the ticket) so the run's later tickets are not stalled behind it.
+    max_apply_attempts: int = 5
     hash_embedder_dim: int = 256
     feedback_stream: str = "curator:feedback"
     worker_group: str = "curator-workers"

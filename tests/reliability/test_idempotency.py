@@ -81,7 +81,7 @@ async def test_concurrent_identical_feedback_is_counted_once(settings):
         assert r.json() == {"ticket_id": ticket["ticket_id"], "accepted": 8, "state": "applied"}
         await asyncio.sleep(0.3)
         assert (await wait_applied(client, run_id, 1))["model_version"] == 1
-    assert info["tickets"] == {"issued": 1, "reported": 1, "applied": 1}
+    assert info["tickets"] == {"issued": 1, "reported": 1, "applied": 1, "failed": 0}
     engine = create_engine(url)
     assert_applied_exactly_once(engine, run_id, 1)
     engine.dispose()
@@ -141,7 +141,7 @@ async def test_expired_ticket_is_gone_but_a_reported_one_keeps_its_receipt(setti
         assert again.status_code == 202 and again.headers["Curator-Replayed"] == "true"
         assert again.json()["accepted"] == r1.json()["accepted"] == 4
         info = await wait_applied(client, run_id, 1)
-        assert info["tickets"] == {"issued": 2, "reported": 1, "applied": 1}
+        assert info["tickets"] == {"issued": 2, "reported": 1, "applied": 1, "failed": 0}
     url = settings.sqlalchemy_url
     assert count(url, Feedback, Feedback.ticket_id == t2["ticket_id"]) == 0
     assert count(url, Ticket, Ticket.id == t2["ticket_id"], Ticket.state == "issued") == 1

@@ -100,8 +100,9 @@ class RunCreated(BaseModel):
 
 class TicketCounts(BaseModel):
     issued: int
-    reported: int
+    reported: int  # feedback received (includes applied and failed)
     applied: int
+    failed: int = 0  # set aside after repeated apply errors (dead letters)
 
 
 class RunPublic(BaseModel):

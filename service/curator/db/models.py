@@ -87,8 +87,11 @@ class Ticket(Base):
     model_version: Mapped[int] = mapped_column(Integer)
     pool_size: Mapped[int] = mapped_column(Integer)
     pool_entropy: Mapped[float | None] = mapped_column(Float, nullable=True)
-    state: Mapped[str] = mapped_column(String(16), default="issued")  # issued|reported|applied
+    # issued → reported → applied; `failed` after max attempts to apply (a dead letter)
+    state: Mapped[str] = mapped_column(String(16), default="issued")
     accepted: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

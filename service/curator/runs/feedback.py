@@ -119,5 +119,6 @@ def ticket_counts(session: Session, run_id: int) -> dict[str, int]:
         select(Ticket.state, func.count()).where(Ticket.run_id == run_id)
         .group_by(Ticket.state)).all())
     issued = sum(counts.values())
-    reported = counts.get("reported", 0) + counts.get("applied", 0)
-    return {"issued": issued, "reported": reported, "applied": counts.get("applied", 0)}
+    reported = counts.get("reported", 0) + counts.get("applied", 0) + counts.get("failed", 0)
+    return {"issued": issued, "reported": reported, "applied": counts.get("applied", 0),
+            "failed": counts.get("failed", 0)}

@@ -38,6 +38,14 @@ log = logging.getLogger("curator.worker")
 KEEP_CHECKPOINTS = 5
 
 
+class ApplyError(RuntimeError):
+    """Applying `ticket_id` raised; the cause is chained."""
+
+    def __init__(self, ticket_id: str) -> None:
+        super().__init__(f"applying ticket {ticket_id} failed")
+        self.ticket_id = ticket_id
+
+
 @dataclass
 class Applied:
     ticket_id: str
@@ -51,7 +59,8 @@ class Updater:
     """Holds the training copy of each run's strategy between tickets."""
 
     def __init__(self, session_factory: sessionmaker[Session], files: BankFiles,
-                 device: str = "cpu", cache_size: int = 32) -> None:
+                 device: str = "cpu", cache_size: int = 32, max_attempts: int = 5) -> None:
+        self.max_attempts = max_attempts
         self._sf = session_factory
         self._files = files
         self._device = device
@@ -89,7 +98,23 @@ class Updater:
         if run_id is None:
             return Applied(ticket_id, -1, -1, 0.0, skipped=True)
         with self._run_lock(run_id):
-            return self._apply_oldest(run_id)
+            try:
+                return self._apply_oldest(run_id)
+            except ApplyError as exc:
+                self._record_failure(exc.ticket_id, exc.__cause__)
+                raise
+
+    def _record_failure(self, ticket_id: str, cause: BaseException | None) -> None:
+        """Count a failed apply; after `max_attempts` the ticket is set aside as `failed`
+        (a dead letter), so one poison ticket cannot stall its run's later tickets."""
+        message = f"{type(cause).__name__}: {cause}"[:2000]
+        with self._sf() as s:
+            s.execute(update(Ticket).where(Ticket.id == ticket_id, Ticket.state == "reported")
+                      .values(attempts=Ticket.attempts + 1, error=message))
+            s.execute(update(Ticket).where(Ticket.id == ticket_id, Ticket.state == "reported",
+                                           Ticket.attempts >= self.max_attempts)
+                      .values(state="failed"))
+            s.commit()
 
     def _apply_oldest(self, run_id: int) -> Applied:
         t0 = time.perf_counter()
@@ -103,43 +128,48 @@ class Updater:
                 s.rollback()
                 return Applied("", run_id, run.model_version, 0.0, skipped=True)
             ticket_id = ticket.id
-            bank = s.get(Bank, run.bank_id)
-            strategy = self._strategy(s, run, bank.dim)
-            batch, curator_share = self._observations(s, bank, ticket_id,
-                                                      strategy.category_field)
             try:
-                stats = strategy.update(batch)
-            except Exception:
-                self._cache.pop(run.id, None)  # the in-memory copy may be half-updated
-                raise
-            version = run.model_version + 1
-            s.add(Checkpoint(run_id=run.id, version=version, blob=dumps(strategy.state_dict())))
-            s.execute(delete(Checkpoint).where(Checkpoint.run_id == run.id,
-                                               Checkpoint.version <= version - KEEP_CHECKPOINTS))
-            run_stats = dict(run.stats or {})
-            kinds = [o.utility_kind for o in batch if o.utility_kind]
-            if kinds:
-                run_stats["utility_kinds"] = {
-                    k: run_stats.get("utility_kinds", {}).get(k, 0) + kinds.count(k)
-                    for k in set(kinds) | set(run_stats.get("utility_kinds", {}))}
-                if "abs_advantage" in kinds:
-                    run_stats["utility_fallback"] = (
-                        "no log_ratios sent: utility falls back to mean |advantage|")
-            s.execute(update(Run).where(Run.id == run.id)
-                      .values(model_version=version, stats=run_stats))
-            s.execute(update(Ticket).where(Ticket.id == ticket_id)
-                      .values(state="applied", applied_at=utcnow()))
-            s.add(HistoryPoint(run_id=run.id, ticket_id=ticket_id, step=ticket.step,
-                               model_version=version, n_items=len(batch), loss=stats.loss,
-                               mean_utility=stats.mean_utility, mean_reward=stats.mean_reward,
-                               entropy=ticket.pool_entropy, curator_share=curator_share,
-                               extra=dict(stats.extra)))
-            try:
-                s.commit()
-            except Exception:
-                self._cache.pop(run.id, None)
-                raise
-            self._cache[run.id] = (version, strategy)
+                bank = s.get(Bank, run.bank_id)
+                strategy = self._strategy(s, run, bank.dim)
+                batch, curator_share = self._observations(s, bank, ticket_id,
+                                                          strategy.category_field)
+                try:
+                    stats = strategy.update(batch)
+                except Exception:
+                    self._cache.pop(run.id, None)  # the in-memory copy may be half-updated
+                    raise
+                version = run.model_version + 1
+                blob = dumps(strategy.state_dict())
+                s.add(Checkpoint(run_id=run.id, version=version, blob=blob))
+                s.execute(delete(Checkpoint).where(
+                    Checkpoint.run_id == run.id, Checkpoint.version <= version - KEEP_CHECKPOINTS))
+                run_stats = dict(run.stats or {})
+                kinds = [o.utility_kind for o in batch if o.utility_kind]
+                if kinds:
+                    run_stats["utility_kinds"] = {
+                        k: run_stats.get("utility_kinds", {}).get(k, 0) + kinds.count(k)
+                        for k in set(kinds) | set(run_stats.get("utility_kinds", {}))}
+                    if "abs_advantage" in kinds:
+                        run_stats["utility_fallback"] = (
+                            "no log_ratios sent: utility falls back to mean |advantage|")
+                s.execute(update(Run).where(Run.id == run.id)
+                          .values(model_version=version, stats=run_stats))
+                s.execute(update(Ticket).where(Ticket.id == ticket_id)
+                          .values(state="applied", applied_at=utcnow()))
+                s.add(HistoryPoint(run_id=run.id, ticket_id=ticket_id, step=ticket.step,
+                                   model_version=version, n_items=len(batch), loss=stats.loss,
+                                   mean_utility=stats.mean_utility, mean_reward=stats.mean_reward,
+                                   entropy=ticket.pool_entropy, curator_share=curator_share,
+                                   extra=dict(stats.extra)))
+                try:
+                    s.commit()
+                except Exception:
+                    self._cache.pop(run.id, None)
+                    raise
+                self._cache[run.id] = (version, strategy)
+            except Exception as exc:
+                s.rollback()
+                raise ApplyError(ticket_id) from exc
         return Applied(ticket_id, run_id, version, time.perf_counter() - t0)
 
     def _observations(self, s: Session, bank: Bank, ticket_id: str,
