@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+from urllib.parse import urlencode
 
 import httpx
 
@@ -237,6 +238,33 @@ class _BaseClient:
             retry=True,  # the server counts identical feedback once
         )
 
+    # -- admin inspection (plain JSON: these views are for people and dashboards) -------
+
+    def _admin_get_call(self, path: str, **query: Any) -> _Call[Any]:
+        q = {k: v for k, v in query.items() if v is not None}
+        return _Call("GET", path + ("?" + urlencode(q) if q else ""), _parser(lambda d: d),
+                     retry=True)
+
+    def _list_runs_call(self) -> _Call[Any]:
+        return _Call("GET", "/v1/runs", _parser(lambda d: d["runs"]), retry=True)
+
+    def _distribution_call(self, run_id: int, by: str | None, sample: int | None,
+                           top: int | None) -> _Call[Any]:
+        return self._admin_get_call(f"/v1/runs/{int(run_id)}/distribution", by=by,
+                                    sample=sample, top=top)
+
+    def _history_call(self, run_id: int, by: str | None, after: int | None,
+                      limit: int | None) -> _Call[Any]:
+        return self._admin_get_call(f"/v1/runs/{int(run_id)}/history", by=by, after=after,
+                                    limit=limit)
+
+    def _revoke_run_call(self, run_id: int) -> _Call[Any]:
+        return _Call("POST", f"/v1/runs/{int(run_id)}/revoke", _parser(lambda d: d), json={})
+
+    def _rotate_token_call(self, run_id: int) -> _Call[CreatedRun]:
+        return _Call("POST", f"/v1/runs/{int(run_id)}/token", _parser(CreatedRun.from_json),
+                     json={})
+
     # -- plumbing -----------------------------------------------------------------------
 
     def _build_request(self, call: _Call[Any]) -> httpx.Request:
@@ -404,6 +432,29 @@ class Client(_BaseClient):
     def get_run(self, run_id: int, *, token: str | None = None) -> RunInfo:
         return self._send(self._get_run_call(run_id, token))
 
+    def list_runs(self) -> list[dict[str, Any]]:
+        """Every run with its status and queue (admin)."""
+        return self._send(self._list_runs_call())
+
+    def distribution(self, run_id: int, *, by: str | None = None, sample: int | None = None,
+                     top: int | None = None) -> dict[str, Any]:
+        """The run's current curator distribution over its bank (admin)."""
+        return self._send(self._distribution_call(run_id, by, sample, top))
+
+    def history(self, run_id: int, *, by: str | None = None, after: int | None = None,
+                limit: int | None = None) -> dict[str, Any]:
+        """One page of the run's per-step series (admin); follow `next_after`."""
+        return self._send(self._history_call(run_id, by, after, limit))
+
+    def revoke_run(self, run_id: int) -> dict[str, Any]:
+        """Revoke the run's token (admin)."""
+        return self._send(self._revoke_run_call(run_id))
+
+    def rotate_run_token(self, run_id: int) -> Run:
+        """Issue a new token for the run (admin); the old one stops working."""
+        created = self._send(self._rotate_token_call(run_id))
+        return Run(self, created.run_id, created.token, created=created)
+
     def select(
         self,
         run_id: int,
@@ -542,6 +593,24 @@ class AsyncClient(_BaseClient):
 
     async def get_run(self, run_id: int, *, token: str | None = None) -> RunInfo:
         return await self._send(self._get_run_call(run_id, token))
+
+    async def list_runs(self) -> list[dict[str, Any]]:
+        return await self._send(self._list_runs_call())
+
+    async def distribution(self, run_id: int, *, by: str | None = None,
+                           sample: int | None = None, top: int | None = None) -> dict[str, Any]:
+        return await self._send(self._distribution_call(run_id, by, sample, top))
+
+    async def history(self, run_id: int, *, by: str | None = None, after: int | None = None,
+                      limit: int | None = None) -> dict[str, Any]:
+        return await self._send(self._history_call(run_id, by, after, limit))
+
+    async def revoke_run(self, run_id: int) -> dict[str, Any]:
+        return await self._send(self._revoke_run_call(run_id))
+
+    async def rotate_run_token(self, run_id: int) -> AsyncRun:
+        created = await self._send(self._rotate_token_call(run_id))
+        return AsyncRun(self, created.run_id, created.token, created=created)
 
     async def select(
         self,

@@ -7,7 +7,14 @@ import pytest
 from starlette.testclient import TestClient
 
 from curator.app import create_app
-from curator_client import AsyncClient, Client, Forbidden, InvalidRequest, NotFound
+from curator_client import (
+    AsyncClient,
+    Client,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unauthorized,
+)
 
 ADMIN = "test-admin-token"
 
@@ -39,6 +46,24 @@ def test_sync_client_trainer_loop(sqlite_settings):
         other = c.create_run(bank.bank_id)
         with pytest.raises(Forbidden):
             c.select(other.run_id, 4, token=run.token)
+
+        # admin inspection and token management
+        runs = {r["run_id"]: r for r in c.list_runs()}
+        assert set(runs) == {run.run_id, other.run_id}
+        assert runs[run.run_id]["step"] == 5
+        dist = c.distribution(run.run_id, by="difficulty")
+        assert dist["n_scored"] == 120 and dist["active"] is False
+        masses = {g["value"]: g["mass"] for g in dist["mass_by"]["groups"]}
+        assert sum(masses.values()) == pytest.approx(1.0)
+        page = c.history(run.run_id, limit=3)
+        assert [p["step"] for p in page["points"]] == [1, 2, 3]
+        rest = c.history(run.run_id, after=page["next_after"])
+        assert [p["step"] for p in rest["points"]] == [4, 5]
+        new = c.rotate_run_token(run.run_id)
+        assert new.token != run.token and new.info().step == 5
+        with pytest.raises(Unauthorized):
+            run.info()  # the old token stopped working
+        assert c.revoke_run(other.run_id) == {"run_id": other.run_id, "revoked": True}
 
 
 @pytest.mark.anyio
