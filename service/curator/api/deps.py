@@ -76,7 +76,10 @@ def get_run(run_id: Annotated[int, Path(ge=0, le=2**31 - 1)], session: SessionDe
 RunDep = Annotated[Run, Depends(get_run)]
 
 
-def _authorise_run(state: AppState, run_id: int, token: str) -> Run:
+RunIdPath = Annotated[int, Path(ge=0, le=2**31 - 1)]
+
+
+def authorise_run_sync(state: AppState, run_id: int, token: str) -> Run:
     with state.session_factory() as session:
         run = session.get(Run, run_id)
         if run is None:
@@ -102,7 +105,7 @@ async def authorised_run(run_id: Annotated[int, Path(ge=0, le=2**31 - 1)], state
     Async with one thread hop for the lookup: sync dependencies would each cost a trip
     through the thread pool on the select hot path.
     """
-    return await run_in_threadpool(_authorise_run, state, run_id, token)
+    return await run_in_threadpool(authorise_run_sync, state, run_id, token)
 
 
 RunAuthDep = Annotated[Run, Depends(authorised_run)]
