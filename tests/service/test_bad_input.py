@@ -141,3 +141,26 @@ async def test_unicode_prompts_and_duplicates(settings):
                               headers=bearer(token))
         prompts = {p["prompt"] for p in r.json()["problems"]}
         assert "Résous 𝑥² = 4 — 答えは？" in prompts
+
+
+async def test_sizes_and_ids_are_strict_integers(settings):
+    async with running_app(settings) as (client, _):
+        bank_id = await make_bank(client, n=10)
+        run_id, token = await make_run(client, bank_id)
+        sel = f"/v1/runs/{run_id}/select"
+        for body in ({"batch_size": "3"}, {"batch_size": 3.0}, {"batch_size": True},
+                     {"batch_size": 2, "pool_size": "4"}):
+            r = await client.post(sel, json=body, headers=bearer(token))
+            assert r.status_code == 422, (body, r.text)
+        r = await client.post(sel, json={"batch_size": 2}, headers=bearer(token))
+        t = r.json()
+        r = await client.post(f"/v1/runs/{run_id}/feedback", headers=bearer(token), json={
+            "ticket_id": t["ticket_id"],
+            "results": [{"problem_id": str(t["problems"][0]["problem_id"]), "utility": 1}]})
+        assert r.status_code == 422
+        # integers stay welcome where numbers are expected (rewards 0/1, utility 1)
+        r = await client.post(f"/v1/runs/{run_id}/feedback", headers=bearer(token), json={
+            "ticket_id": t["ticket_id"],
+            "results": [{"problem_id": p["problem_id"], "rewards": [1, 0, 1], "utility": 1}
+                        for p in t["problems"]]})
+        assert r.status_code == 202

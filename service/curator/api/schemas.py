@@ -10,7 +10,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold U+0000
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
-Id = Annotated[int, Field(ge=0, le=2**31 - 1)]  # INTEGER primary keys
+# Sizes and ids are strict integers: "3", 3.0 or true are refused rather than coerced.
+Id = Annotated[int, Field(ge=0, le=2**31 - 1, strict=True)]  # INTEGER primary keys
 
 
 def _finite_json(value: Any) -> Any:
@@ -39,7 +40,7 @@ class _In(BaseModel):
 class BankCreate(_In):
     name: Name
     embedder: Literal["hash", "minilm", "provided"] = "hash"
-    dim: Annotated[int, Field(ge=1, le=8192)] | None = None
+    dim: Annotated[int, Field(ge=1, le=8192, strict=True)] | None = None
 
 
 class IndexInfo(BaseModel):
@@ -84,7 +85,7 @@ class RunCreate(_In):
     bank_id: Id
     strategy: Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)] = "uniform"
     params: FreeJSON = Field(default_factory=dict)
-    seed: Annotated[int, Field(ge=0, le=2**62)] | None = None
+    seed: Annotated[int, Field(ge=0, le=2**62, strict=True)] | None = None
     name: Name | None = None
 
 
@@ -120,8 +121,8 @@ class RunPublic(BaseModel):
 
 
 class SelectRequest(_In):
-    batch_size: Annotated[int, Field(ge=1)]
-    pool_size: Annotated[int, Field(ge=1)] | None = None
+    batch_size: Annotated[int, Field(ge=1, strict=True)]
+    pool_size: Annotated[int, Field(ge=1, strict=True)] | None = None
 
 
 class SelectedProblem(BaseModel):
@@ -143,7 +144,7 @@ class SelectResponse(BaseModel):
 
 
 class ResultIn(_In):
-    problem_id: Annotated[int, Field(ge=0)]
+    problem_id: Annotated[int, Field(ge=0, strict=True)]
     utility: Finite | None = None
     rewards: Annotated[list[Finite], Field(min_length=1, max_length=4096)] | None = None
     log_ratios: Annotated[list[Finite], Field(min_length=1, max_length=4096)] | None = None
