@@ -56,7 +56,11 @@ async def require_admin(state: StateDep, token: TokenDep) -> None:
 AdminDep = Depends(require_admin)
 
 
-def get_bank(bank_id: Annotated[int, Path(ge=0, le=2**31 - 1)], session: SessionDep) -> Bank:
+# Ids in paths are INTEGER primary keys: larger values are refused (422), not queried.
+IdPath = Annotated[int, Path(ge=0, le=2**31 - 1)]
+
+
+def get_bank(bank_id: IdPath, session: SessionDep) -> Bank:
     bank = session.get(Bank, bank_id)
     if bank is None:
         raise NotFound(f"bank {bank_id} not found", {"bank_id": bank_id})
@@ -66,7 +70,7 @@ def get_bank(bank_id: Annotated[int, Path(ge=0, le=2**31 - 1)], session: Session
 BankDep = Annotated[Bank, Depends(get_bank)]
 
 
-def get_run(run_id: Annotated[int, Path(ge=0, le=2**31 - 1)], session: SessionDep) -> Run:
+def get_run(run_id: IdPath, session: SessionDep) -> Run:
     run = session.get(Run, run_id)
     if run is None:
         raise NotFound(f"run {run_id} not found", {"run_id": run_id})
@@ -74,9 +78,6 @@ def get_run(run_id: Annotated[int, Path(ge=0, le=2**31 - 1)], session: SessionDe
 
 
 RunDep = Annotated[Run, Depends(get_run)]
-
-
-RunIdPath = Annotated[int, Path(ge=0, le=2**31 - 1)]
 
 
 def authorise_run_sync(state: AppState, run_id: int, token: str) -> Run:
@@ -98,8 +99,7 @@ def authorise_run_sync(state: AppState, run_id: int, token: str) -> Run:
     raise Unauthorized("invalid token for this run")
 
 
-async def authorised_run(run_id: Annotated[int, Path(ge=0, le=2**31 - 1)], state: StateDep,
-                         token: TokenDep) -> Run:
+async def authorised_run(run_id: IdPath, state: StateDep, token: TokenDep) -> Run:
     """The run, if the bearer is the admin or this run's own (unrevoked) token.
 
     Async with one thread hop for the lookup: sync dependencies would each cost a trip

@@ -9,16 +9,16 @@ derived cache: the database is the record, and any process extends the files fro
 
 from __future__ import annotations
 
-import fcntl
 import json
 import mmap
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from curator.bank.filelock import exclusive
 
 PayloadRow = tuple[int, str, str, str | None, dict[str, Any] | None]
 PayloadFetcher = Callable[[int, int], list[PayloadRow]]
@@ -49,16 +49,6 @@ class PayloadStore:
         except FileNotFoundError:
             return 0
 
-    @contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / "payloads.lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
     def _write(self, fragments: Sequence[bytes]) -> None:
         # Data first, then the index: a reader that sees row i's end offset finds its bytes.
         with open(self.data_path, "ab") as data:
@@ -73,7 +63,7 @@ class PayloadStore:
 
     def append(self, first_position: int, fragments: Sequence[bytes],
                fetch: PayloadFetcher) -> None:
-        with self._file_lock():
+        with exclusive(self.directory, "payloads.lock"):
             if self.rows < first_position:
                 self._sync_locked(first_position, fetch)
             if self.rows == first_position:
@@ -83,7 +73,7 @@ class PayloadStore:
     def sync(self, size: int, fetch: PayloadFetcher) -> None:
         if self.rows >= size:
             return
-        with self._file_lock():
+        with exclusive(self.directory, "payloads.lock"):
             self._sync_locked(size, fetch)
         self._reset()
 

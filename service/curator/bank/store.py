@@ -8,13 +8,13 @@ behind, so replicas, restarts and a deleted data dir all heal themselves.
 
 from __future__ import annotations
 
-import fcntl
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from curator.bank.filelock import exclusive
 
 RowFetcher = Callable[[int, int], list[tuple[int, bytes]]]
 """fetch(start_position, limit) -> [(position, embedding bytes)] ordered by position."""
@@ -35,19 +35,9 @@ class EmbeddingStore:
         except FileNotFoundError:
             return 0
 
-    @contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / "embeddings.lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
     def append(self, first_position: int, vectors: np.ndarray, fetch: RowFetcher) -> None:
         """Write rows starting at `first_position`; fill any gap before it from the database."""
-        with self._file_lock():
+        with exclusive(self.directory, "embeddings.lock"):
             if self.rows < first_position:
                 self._sync_locked(first_position, fetch)
             if self.rows == first_position:
@@ -59,7 +49,7 @@ class EmbeddingStore:
         """Make sure the file holds rows for positions [0, size)."""
         if self.rows >= size:
             return
-        with self._file_lock():
+        with exclusive(self.directory, "embeddings.lock"):
             self._sync_locked(size, fetch)
         self._map = None
 

@@ -39,37 +39,39 @@ def grpo_advantages(rewards: np.ndarray | list[float], eps: float = 1e-6) -> np.
 def realised_improvement(
     rewards: np.ndarray | list[float], log_ratios: np.ndarray | list[float] | None = None
 ) -> tuple[float, UtilityKind]:
-    """Û for one problem's group and how it was obtained.
+    """Û for one problem's group and how it was obtained (validated; see `summarise_group`).
 
     log_ratios[i] is the per-rollout, length-normalised mean of log π_new − log π_old;
     s_i = exp(log_ratios[i]) and Û = mean(A_i·s_i) (kind "ratio"). Without log-ratios
     Û = mean |A_i| (kind "abs_advantage"), a proxy that says where the group had signal.
     """
-    adv = grpo_advantages(rewards)
-    if log_ratios is None:
-        return float(np.abs(adv).mean()), "abs_advantage"
-    lr = np.asarray(log_ratios, dtype=np.float64)
-    if lr.shape != adv.shape:
-        raise ValueError("log_ratios must have the same length as rewards")
-    if not np.all(np.isfinite(lr)):
-        raise ValueError("log_ratios must be finite")
-    return float((adv * np.exp(lr)).mean()), "ratio"
+    r = _rewards(rewards)
+    lr = None
+    if log_ratios is not None:
+        lr = np.asarray(log_ratios, dtype=np.float64)
+        if lr.shape != r.shape:
+            raise ValueError("log_ratios must have the same length as rewards")
+        if not np.all(np.isfinite(lr)):
+            raise ValueError("log_ratios must be finite")
+        lr = lr.tolist()
+    u, kind, _, _ = summarise_group(r.tolist(), lr)
+    return u, kind
 
 
 def group_stats(rewards: np.ndarray | list[float]) -> tuple[float, float]:
-    """(mean reward, mean |A_i|) of one group."""
-    r = _rewards(rewards)
-    return float(r.mean()), float(np.abs(grpo_advantages(r)).mean())
+    """(mean reward, mean |A_i|) of one group (validated; see `summarise_group`)."""
+    _, _, mean, mean_abs = summarise_group(_rewards(rewards).tolist())
+    return mean, mean_abs
 
 
 def summarise_group(
     rewards: list[float], log_ratios: list[float] | None = None, eps: float = 1e-6
 ) -> tuple[float, UtilityKind, float, float]:
-    """(Û, kind, mean reward, mean |A|) of one group in plain Python.
+    """(Û, kind, mean reward, mean |A|) of one group, in plain Python: the one place the
+    utility is computed.
 
-    The same numbers as `realised_improvement` and `group_stats`; the feedback path calls
-    it for every problem of a ticket, where numpy's per-call overhead on 8-element arrays
-    costs more than the arithmetic.
+    The feedback path calls it for every problem of a ticket, where numpy's per-call
+    overhead on 8-element arrays costs more than the arithmetic. Callers validate.
     """
     g = len(rewards)
     if g == 0:

@@ -174,16 +174,16 @@ class Updater:
 
     def _observations(self, s: Session, bank: Bank, ticket_id: str,
                       category_field: str | None) -> tuple[list[Observation], float]:
-        rows = s.execute(
+        # Every item of the ticket (for the curator share), with its feedback if any.
+        items = s.execute(
             select(TicketItem.problem_id, TicketItem.logit, TicketItem.propensity,
-                   TicketItem.source, Feedback.utility, Feedback.utility_kind,
-                   Feedback.mean_reward, Feedback.mean_abs_advantage)
-            .join(Feedback, (Feedback.ticket_id == TicketItem.ticket_id)
-                  & (Feedback.problem_id == TicketItem.problem_id))
+                   TicketItem.source, Feedback.ticket_id.label("reported"), Feedback.utility,
+                   Feedback.utility_kind, Feedback.mean_reward, Feedback.mean_abs_advantage)
+            .outerjoin(Feedback, (Feedback.ticket_id == TicketItem.ticket_id)
+                       & (Feedback.problem_id == TicketItem.problem_id))
             .where(TicketItem.ticket_id == ticket_id).order_by(TicketItem.rank)).all()
-        sources = list(s.scalars(select(TicketItem.source)
-                                 .where(TicketItem.ticket_id == ticket_id)))
-        share = sources.count("curator") / len(sources) if sources else 0.0
+        share = (sum(r.source == "curator" for r in items) / len(items)) if items else 0.0
+        rows = [r for r in items if r.reported is not None]
         if not rows:
             return [], share
         positions = np.array([r.problem_id for r in rows], dtype=np.int64)

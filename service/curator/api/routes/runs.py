@@ -11,8 +11,8 @@ from fastapi.concurrency import run_in_threadpool
 
 from curator.api.deps import (
     AdminDep,
+    IdPath,
     RunAuthDep,
-    RunIdPath,
     SessionDep,
     StateDep,
     TokenDep,
@@ -70,7 +70,7 @@ def get_run(run: RunAuthDep, session: SessionDep) -> RunPublic:
 
 
 @router.post("/{run_id}/select", response_model=SelectResponse)
-async def select(run_id: RunIdPath, body: SelectRequest, state: StateDep,
+async def select(run_id: IdPath, body: SelectRequest, state: StateDep,
                  token: TokenDep) -> Response:
     limits = state.settings
     pool_size = body.pool_size or max(limits.default_pool_size, body.batch_size)
