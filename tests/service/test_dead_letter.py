@@ -44,7 +44,9 @@ async def test_poison_ticket_becomes_failed_and_does_not_stall_the_run(settings,
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             info = (await client.get(f"/v1/runs/{run_id}", headers=bearer(token))).json()
-            if info["tickets"]["applied"] == 2 and info["tickets"]["failed"] == 1:
+            # the run row and the ticket counts are two reads: wait for both to agree
+            if (info["tickets"]["applied"] == 2 and info["tickets"]["failed"] == 1
+                    and info["model_version"] == 2):
                 break
             await asyncio.sleep(0.1)
         assert info["tickets"] == {"issued": 3, "reported": 3, "applied": 2, "failed": 1}
