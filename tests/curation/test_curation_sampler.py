@@ -16,18 +16,25 @@ def test_uniform_selection() -> None:
     assert np.allclose(sel.pool_probs, 0.1) and sel.pool_probs.shape == (10,)
 
 
-def test_propensities_nucleus_and_fill() -> None:
+def test_nucleus_decides_how_many_and_propensity_is_full_pool_q() -> None:
     q = np.array([0.4, 0.3, 0.2, 0.1])
-    # cumulative 0.4, 0.7, 0.9, 1.0 -> nucleus {0, 1} at top_p 0.75
+    # cumulative 0.4, 0.7, 0.9, 1.0 -> nucleus of 2 at top_p 0.75: the curator draws 2
+    # items (from the whole q, as the reference does), the uniform fill the third
     sel = sample(np.log(q), 3, np.random.default_rng(1), top_p=0.75)
     assert sel.nucleus_size == 2
     assert sel.sources == ["curator", "curator", "explore"]
-    assert sorted(sel.indices[:2].tolist()) == [0, 1]
-    props = dict(zip(sel.indices[:2].tolist(), sel.propensities[:2].tolist(), strict=True))
-    assert props[0] == pytest.approx(4 / 7) and props[1] == pytest.approx(3 / 7)
-    assert sel.indices[2] in (2, 3)
-    assert sel.propensities[2] == pytest.approx(1 / 2)  # 2 candidates open to the fill
+    # every item, curator or explore, logs its full-pool q(x)
+    assert np.allclose(sel.propensities, q[sel.indices])
     assert np.allclose(sel.pool_probs, q)
+    assert len(set(sel.indices.tolist())) == 3
+
+
+def test_curator_draws_come_from_the_whole_pool_not_only_the_nucleus() -> None:
+    q = np.array([0.4, 0.3, 0.2, 0.1])
+    rng = np.random.default_rng(7)
+    first = [sample(np.log(q), 2, rng, top_p=0.75).indices[:2] for _ in range(4000)]
+    drawn = np.bincount(np.concatenate(first), minlength=4)
+    assert drawn[2] > 0 and drawn[3] > 0  # outside the top-2 nucleus, still drawable
 
 
 def test_peaked_q_gets_exploration_floor() -> None:
@@ -36,9 +43,20 @@ def test_peaked_q_gets_exploration_floor() -> None:
     sel = sample(logits, 5, np.random.default_rng(2), top_p=0.9)
     assert sel.nucleus_size == 1
     assert sel.sources == ["curator"] + ["explore"] * 4
-    assert sel.indices[0] == 0 and sel.propensities[0] == pytest.approx(1.0)
-    assert np.allclose(sel.propensities[1:], 1 / 19)
+    assert sel.indices[0] == 0 and sel.propensities[0] == pytest.approx(softmax(logits)[0])
+    assert np.allclose(sel.propensities[1:], softmax(logits)[1])
     assert len(set(sel.indices.tolist())) == 5
+
+
+@pytest.mark.parametrize(("explore", "n_explore"), [(0.0, 0), (0.05, 3), (0.1, 5), (1.0, 50)])
+def test_explore_share_is_guaranteed(explore: float, n_explore: int) -> None:
+    logits = np.random.default_rng(3).normal(size=200)
+    sel = sample(logits, 50, np.random.default_rng(4), top_p=1.0, explore=explore)
+    assert sel.sources.count("explore") == n_explore
+    assert sel.sources == ["curator"] * (50 - n_explore) + ["explore"] * n_explore
+    assert len(set(sel.indices.tolist())) == 50
+    with pytest.raises(ValueError):
+        sample(logits, 50, np.random.default_rng(4), explore=1.5)
 
 
 def test_top_p_one_is_all_curator() -> None:

@@ -18,7 +18,7 @@ def test_registry_and_attributes() -> None:
     expected = {
         # name: (category_field, requires_rewards, top_p, sampler temperature)
         "uniform": (None, False, 1.0, 1.0),
-        "actor_curator": (None, False, 0.9, 1.0),
+        "actor_curator": (None, False, 1.0, 1.0),
         "learnability": (None, True, 1.0, 1.0),
         "sec": ("difficulty", True, 1.0, 1.0),
         "pcl": (None, True, 1.0, 1.0),

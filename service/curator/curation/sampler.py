@@ -68,23 +68,27 @@ def sample(
     pool_size: int | None = None,
     top_p: float = 0.9,
     temperature: float = 1.0,
+    explore: float = 0.0,
 ) -> Selection:
     """Choose `batch_size` distinct pool positions.
 
     logits None means a uniform selection (warm-up, or the uniform strategy); then
     `pool_size` gives M. Otherwise M = len(logits) (and `pool_size`, if given, must match).
 
-    Nucleus size m is the number of top-ranked candidates whose cumulative q mass is
-    ≤ top_p, but at least 1 (so a single candidate holding more than top_p of the mass
-    is still drawn by the curator rather than leaving the whole batch to the floor), and
-    never counting candidates whose q underflowed to 0.
+    As the reference does, the nucleus only decides *how many* items the curator
+    draws: m is the number of top-ranked candidates whose cumulative q mass is ≤ top_p
+    (at least 1, never counting candidates whose q underflowed to 0), and the curator
+    draws k = min(m, B − ⌈explore·B⌉) items by multinomial on the full-pool
+    q = softmax(z/τ) without replacement. The other B − k items are drawn uniformly
+    from the candidates not drawn ("explore": the exploration floor, and a control
+    group drawn from the same pool). `explore` ∈ [0, 1] guarantees that share even when
+    the nucleus is large.
 
-    Propensity: the probability of the draw that produced the item, evaluated at the
-    first draw of its kind: a curator item has q(x) renormalised over the top-m nucleus;
-    an explore item has 1 / (number of candidates open to the uniform fill, M − k with
-    k curator draws); every item of a uniform selection has 1/M. (Exact inclusion
-    probabilities of sequential draws without replacement have no closed form; this is
-    the quantity the reference logs.)
+    Propensity: q(x), the full-pool probability of the item under the distribution the
+    curator sampled from — the same quantity for curator and explore items, so a run
+    can be importance-weighted offline; 1/M for every item of a uniform selection.
+    (Exact inclusion probabilities of B sequential draws without replacement have no
+    closed form; q(x) is what the reference logs.)
     """
     if logits is None:
         if pool_size is None:
@@ -107,6 +111,8 @@ def sample(
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if not (np.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0.0 <= explore <= 1.0:
+        raise ValueError(f"explore must be in [0, 1], got {explore}")
     if logits is None:
         return _uniform(m_pool, batch_size, rng)
 
@@ -114,29 +120,27 @@ def sample(
     order = np.argsort(-q, kind="stable")
     cum = np.cumsum(q[order])
     m = int(np.count_nonzero(cum <= top_p + _CUM_TOL))
-    m = max(1, min(m, int(np.count_nonzero(q > 0))))
-    nucleus = order[:m]
-    q_nuc = q[nucleus] / q[nucleus].sum()
+    support = int(np.count_nonzero(q > 0))
+    m = max(1, min(m, support))
 
     # Gumbel-top-k: the k largest log q + Gumbel keys are a sequential multinomial draw
-    # without replacement, in draw order.
-    k = min(m, batch_size)
-    keys = np.log(q_nuc) + rng.gumbel(size=m)
-    drawn = np.argsort(-keys, kind="stable")[:k]
-    cur_idx = nucleus[drawn]
-    cur_prop = q_nuc[drawn]
+    # without replacement from q, in draw order.
+    k = min(m, batch_size - int(np.ceil(explore * batch_size - 1e-9)), support)
+    k = max(k, 0)
+    with np.errstate(divide="ignore"):
+        keys = np.log(q) + rng.gumbel(size=m_pool)
+    cur_idx = np.argsort(-keys, kind="stable")[:k]
 
     n_fill = batch_size - k
     if n_fill:
         rest = np.setdiff1d(np.arange(m_pool), cur_idx, assume_unique=True)
         fill = rest[rng.choice(rest.size, size=n_fill, replace=False)]
         indices = np.concatenate([cur_idx, fill])
-        props = np.concatenate([cur_prop, np.full(n_fill, 1.0 / rest.size)])
     else:
-        indices, props = cur_idx, cur_prop
+        indices = cur_idx
     return Selection(
         indices=indices.astype(np.int64),
-        propensities=props.astype(np.float64),
+        propensities=q[indices].astype(np.float64),
         sources=["curator"] * k + ["explore"] * n_fill,
         pool_probs=q,
         nucleus_size=m,

@@ -147,7 +147,8 @@ def select_batch(*, session_factory: sessionmaker[Session], run: Run, bank: Bank
     rng = np.random.default_rng([run.seed, step])
     selection = sample(logits if strategy.active() else None, batch_size, rng,
                        pool_size=int(positions.size), top_p=strategy.top_p,
-                       temperature=strategy.temperature)
+                       temperature=strategy.temperature,
+                       explore=float(getattr(strategy, "explore_share", 0.0)))
     chosen = positions[selection.indices]
 
     ticket_id = uuid.uuid4().hex

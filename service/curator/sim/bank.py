@@ -14,6 +14,14 @@ trap    reward is a coin flip whatever the policy (a noisy or unverifiable answe
 hard    far beyond reach: d = difficulty_mean + hard_offset_std·difficulty_std + U(0, 2)
         (default ≥ 4 std above the mean, i.e. ~11 logits above the initial abilities:
         P(solve) < 1e-4 at the start and still ~1e-3 after a long run).
+unanswerable (`unanswerable_share`, default 0) reward always 0: a wrong answer key. Its
+        nominal difficulty is moderate, d ~ N(difficulty_mean,
+        (unanswerable_spread·σ_d)²), and its features, difficulty label and prompt are
+        made exactly as a normal problem of that difficulty's would be: it looks like
+        an ordinary, promising problem of its skill, and only never pays. Unlike a trap
+        it has no signal at all (a group of all-zero rewards), so it wastes a slot
+        rather than teaching noise; a feature-based predictor cannot see it, a
+        per-problem pass-rate tracker can after a visit or two.
 
 Features (dim 64 by default), L2-normalised:
 
@@ -40,19 +48,30 @@ show where the mass went. No built-in strategy reads `kind`; the simulator keeps
 ground truth and never reads metadata back.
 
 The held-out evaluation set is drawn from the same distribution without traps (a coin
-flip cannot be evaluated): normal and hard problems in the same proportion as in the
-bank.
+flip cannot be evaluated) or unanswerable problems: normal and hard problems in the same
+proportion as in the bank.
+
+Text banks (`text=True`): every training problem gets a prompt rendered from templates
+(text.py: skills share surface forms, difficulty shows partly through digits and steps)
+and no provided embedding; the ground truth (skill, difficulty, kind, label) is drawn
+exactly as for a provided bank with the same seed. `features` is then empty (width 0)
+until `embed_bank(bank, "hash" | "minilm")` fills it with the vectors the server's own
+embedder (curator.bank.embed) computes for those prompts. `problems()` yields
+{"external_id", "prompt", "answer", "metadata"} without "embedding" for a text bank.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
-KINDS = ("normal", "trap", "hard")
-NORMAL, TRAP, HARD = 0, 1, 2
+KINDS = ("normal", "trap", "hard", "unanswerable")
+NORMAL, TRAP, HARD, UNANSWERABLE = 0, 1, 2, 3
+EMBED_BATCH = 512  # texts per embedder call in embed_bank
+PROGRESS_MIN = 5_000  # show a progress bar when embedding at least this many prompts
 
 
 @dataclass(frozen=True)
@@ -72,13 +91,23 @@ class BankConfig:
     perceived_difficulty_noise: float = 0.75  # in units of σ_d
     label_noise: float = 0.5  # noise of the `difficulty` metadata rating, in units of σ_d
     feature_noise: float = 0.8  # expected norm of the per-problem noise
+    unanswerable_share: float = 0.0  # reward always 0, looks like a moderate normal problem
+    unanswerable_spread: float = 0.5  # σ of their nominal difficulty, in units of σ_d
+    text: bool = False  # render prompts (text.py) instead of providing embeddings
 
     def validate(self) -> None:
         if self.n_problems < 1 or self.n_skills < 1 or self.dim < 2:
             raise ValueError("n_problems, n_skills must be ≥ 1 and dim ≥ 2")
-        if not (self.trap_share >= 0 and self.hard_share >= 0
-                and self.trap_share + self.hard_share < 1):
-            raise ValueError("trap_share and hard_share must be ≥ 0 and sum to < 1")
+        shares = (self.trap_share, self.hard_share, self.unanswerable_share)
+        if min(shares) < 0 or sum(shares) >= 1:
+            raise ValueError(
+                "trap_share, hard_share and unanswerable_share must be ≥ 0 and sum to < 1")
+        if self.unanswerable_spread < 0:
+            raise ValueError("unanswerable_spread must be ≥ 0")
+        if self.text:
+            from curator.sim.text import check_skills
+
+            check_skills(self.n_skills)
         if self.n_buckets < 1:
             raise ValueError("n_buckets must be ≥ 1")
         if not 0 <= self.skill_relatedness < 1:
@@ -93,7 +122,8 @@ class ProblemSet:
     difficulty: np.ndarray  # float64, true difficulty (traps: nominal)
     kind: np.ndarray  # int8: NORMAL, TRAP, HARD
     bucket: np.ndarray  # int64 in [1, n_buckets]
-    features: np.ndarray  # float32 [n, dim], unit norm
+    features: np.ndarray  # float32 [n, dim], unit norm (text banks: [n, 0] until embedded)
+    prompts: list[str] | None = None  # text banks' training prompts
 
     def __len__(self) -> int:
         return len(self.skill)
@@ -105,6 +135,10 @@ class ProblemSet:
     @property
     def is_hard(self) -> np.ndarray:
         return self.kind == HARD
+
+    @property
+    def is_unanswerable(self) -> np.ndarray:
+        return self.kind == UNANSWERABLE
 
     def kind_name(self, i: int) -> str:
         return KINDS[int(self.kind[i])]
@@ -119,22 +153,31 @@ class SimBank:
     train: ProblemSet
     heldout: ProblemSet
     bucket_edges: np.ndarray  # n_buckets − 1 cut points on the rated difficulty
+    embedder: str = "provided"  # what train.features holds: "provided", or embed_bank's
 
     def external_id(self, i: int) -> str:
         return f"sim-{i:06d}"
 
+    @property
+    def is_text(self) -> bool:
+        return self.train.prompts is not None
+
     def problems(self) -> Iterator[dict]:
-        """The training problems as the service's bank payload (provided embeddings)."""
+        """The training problems as the service's bank payload: provided embeddings, or
+        for a text bank the rendered prompts (the server embeds them itself)."""
         t = self.train
         for i in range(len(t)):
             k, b = int(t.skill[i]), int(t.bucket[i])
-            yield {
+            text = t.prompts[i] if t.prompts is not None else f"[sim] skill s{k}, problem {i}"
+            item: dict[str, Any] = {
                 "external_id": self.external_id(i),
-                "prompt": f"[sim] skill s{k}, problem {i}",
+                "prompt": text,
                 "answer": "",
                 "metadata": {"skill": f"s{k}", "difficulty": str(b), "kind": t.kind_name(i)},
-                "embedding": t.features[i].tolist(),
             }
+            if t.prompts is None:
+                item["embedding"] = t.features[i].tolist()
+            yield item
 
     def summary(self) -> dict:
         t = self.train
@@ -145,6 +188,7 @@ class SimBank:
             "n_heldout": len(self.heldout),
             "trap_share": float(t.is_trap.mean()),
             "hard_share": float(t.is_hard.mean()),
+            "unanswerable_share": float(t.is_unanswerable.mean()),
             "bucket_edges": [float(x) for x in self.bucket_edges],
         }
 
@@ -162,20 +206,32 @@ def _skill_centres(cfg: BankConfig, rng: np.random.Generator) -> np.ndarray:
     return centres
 
 
-def _draw(cfg: BankConfig, n: int, trap_share: float, hard_share: float,
-          centres: np.ndarray, direction: np.ndarray, edges: np.ndarray,
-          rng: np.random.Generator) -> ProblemSet:
-    mu, sd = cfg.difficulty_mean, cfg.difficulty_std
-    n_trap = int(round(trap_share * n))
-    n_hard = int(round(hard_share * n))
+def _kinds(n: int, shares: tuple[float, float, float], rng: np.random.Generator) -> np.ndarray:
+    """A random permutation of round(share·n) traps, hard and unanswerable problems."""
     kind = np.zeros(n, dtype=np.int8)
-    kind[:n_trap] = TRAP
-    kind[n_trap:n_trap + n_hard] = HARD
-    kind = rng.permutation(kind)
+    start = 0
+    for code, share in zip((TRAP, HARD, UNANSWERABLE), shares):
+        count = int(round(share * n))
+        kind[start:start + count] = code
+        start += count
+    return rng.permutation(kind)
+
+
+def _draw(cfg: BankConfig, n: int, shares: tuple[float, float, float],
+          centres: np.ndarray, direction: np.ndarray, edges: np.ndarray,
+          rng: np.random.Generator, prompt_seed: int | None = None) -> ProblemSet:
+    """n problems with the given (trap, hard, unanswerable) shares; with `prompt_seed`
+    (text banks) also their prompts, and no features."""
+    mu, sd = cfg.difficulty_mean, cfg.difficulty_std
+    kind = _kinds(n, shares, rng)
     skill = rng.integers(0, cfg.n_skills, size=n)
     difficulty = rng.normal(mu, sd, size=n)
     hard = kind == HARD
     difficulty[hard] = mu + cfg.hard_offset_std * sd + rng.uniform(0.0, 2.0, size=hard.sum())
+    unanswerable = kind == UNANSWERABLE
+    if unanswerable.any():  # drawn only when present: default banks keep their stream
+        difficulty[unanswerable] = rng.normal(mu, cfg.unanswerable_spread * sd,
+                                              size=unanswerable.sum())
 
     perceived = difficulty + rng.normal(0.0, cfg.perceived_difficulty_noise * sd, size=n)
     level = np.tanh((perceived - mu) / (2.0 * sd))
@@ -186,8 +242,15 @@ def _draw(cfg: BankConfig, n: int, trap_share: float, hard_share: float,
     rated = difficulty + rng.normal(0.0, cfg.label_noise * sd, size=n)
     bucket = np.searchsorted(edges, rated) + 1
     bucket[hard] = cfg.n_buckets
+    prompts = None
+    if prompt_seed is not None:
+        from curator.sim.text import render_prompts
+
+        prompts = render_prompts(prompt_seed, skill, level, cfg.n_skills)
+        feats = np.zeros((n, 0))
     return ProblemSet(skill=skill.astype(np.int64), difficulty=difficulty, kind=kind,
-                      bucket=bucket.astype(np.int64), features=feats.astype(np.float32))
+                      bucket=bucket.astype(np.int64), features=feats.astype(np.float32),
+                      prompts=prompts)
 
 
 def make_bank(config: BankConfig | None = None, seed: int = 0) -> SimBank:
@@ -205,8 +268,35 @@ def make_bank(config: BankConfig | None = None, seed: int = 0) -> SimBank:
     from statistics import NormalDist
 
     edges = np.array([NormalDist(cfg.difficulty_mean, rated_sd).inv_cdf(q) for q in qs])
-    train = _draw(cfg, cfg.n_problems, cfg.trap_share, cfg.hard_share, centres, direction,
-                  edges, rng)
-    held_hard = cfg.hard_share / (1.0 - cfg.trap_share)
-    heldout = _draw(cfg, cfg.n_heldout, 0.0, held_hard, centres, direction, edges, rng)
+    shares = (cfg.trap_share, cfg.hard_share, cfg.unanswerable_share)
+    train = _draw(cfg, cfg.n_problems, shares, centres, direction, edges, rng,
+                  prompt_seed=seed if cfg.text else None)
+    held_hard = cfg.hard_share / (1.0 - cfg.trap_share - cfg.unanswerable_share)
+    heldout = _draw(cfg, cfg.n_heldout, (0.0, held_hard, 0.0), centres, direction, edges, rng)
+    if cfg.text:  # the held-out set is scored from ground truth: no embedding needed
+        heldout.features = np.zeros((len(heldout), 0), dtype=np.float32)
     return SimBank(config=cfg, seed=seed, train=train, heldout=heldout, bucket_edges=edges)
+
+
+def embed_bank(bank: SimBank, embedder_name: str, dim: int | None = None) -> np.ndarray:
+    """Embed a text bank's prompts with the server's own embedder ("hash" or "minilm",
+    built by curator.bank.embed.make_embedder, so the vectors are what the service
+    would store); sets `bank.train.features` and returns it, float32 [n, dim]."""
+    from curator.bank.embed import make_embedder
+
+    prompts = bank.train.prompts
+    if prompts is None:
+        raise ValueError("embed_bank needs a text bank (BankConfig(text=True))")
+    embedder = make_embedder(embedder_name, dim)
+    if embedder is None:
+        raise ValueError("a text bank has no provided embeddings; use 'hash' or 'minilm'")
+    from tqdm import tqdm
+
+    out = np.empty((len(prompts), embedder.dim), dtype=np.float32)
+    starts = tqdm(range(0, len(prompts), EMBED_BATCH), desc=f"embed ({embedder_name})",
+                  unit="batch", leave=False, disable=len(prompts) < PROGRESS_MIN)
+    for start in starts:
+        out[start:start + EMBED_BATCH] = embedder.embed(prompts[start:start + EMBED_BATCH])
+    bank.train.features = out
+    bank.embedder = embedder_name
+    return out

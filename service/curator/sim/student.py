@@ -77,6 +77,35 @@ only — see bench/sim_defaults.md):
 * initial abilities ~ N(0, 0.75²) against difficulties ~ N(1, 2.5²) (bank.py): 30–40%
   initial held-out accuracy and ~40% of groups without any signal under uniform
   selection — the order reported for open math sets with G = 8.
+
+Structural variants (scenarios.py; every default below reproduces the model above)
+--------------------------------------------------------------------------------
+
+* `topology` — "ring" (above) or "chain": skills form a prerequisite chain 0 → 1 → …
+  → K−1. Transfer is by chain distance (S_kj = transfer^|k−j|, no wrap-around), and
+  skill k's whole ability step (its own gradient and what it receives through S) is
+  multiplied by a gate computed from the *current* ability of its prerequisite,
+
+      gate_k = σ(gate_slope · (a_{k−1} − gate_threshold)),   gate_0 = 1,
+
+  so a later skill barely moves until the one before it is learned: early in a run only
+  the first skills learn, and the frontier moves along the chain as they are mastered.
+  Memorisation is not gated (an answer can be memorised without understanding it).
+* `init_ability_step` (default 0) — skill k's initial mean ability is
+  init_ability_mean + k · init_ability_step (negative: later skills start weaker, as
+  advanced topics do).
+* `forgetting` (default 0) — capacity decay. At every step, before the update, every
+  ability slides back toward its initial value, a ← a − forgetting · (a − a_init), and
+  every memorisation offset decays the same way, m ← (1 − forgetting) · m. A mastered
+  skill that is not practised is lost again (half-life ln 2 / forgetting steps), so a
+  curriculum must revisit what it has already taught. The step's log-ratios include
+  the decay (the rollouts were sampled from the policy before it).
+* Unanswerable problems (bank.py, kind "unanswerable": a wrong answer key): reward 0
+  whatever the policy, so their groups never have signal and never teach anything;
+  their log-ratios follow the (unrewarded) policy change like any failed rollout's.
+
+`learn_rate()` (how readily each skill learns now: λ_k · gate_k) and `answerable()` are
+ground truth for reference selectors (the oracle), never for strategies.
 """
 
 from __future__ import annotations
@@ -85,9 +114,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from curator.sim.bank import TRAP, ProblemSet
+from curator.sim.bank import TRAP, UNANSWERABLE, ProblemSet
 
 ADV_EPS = 1e-6
+TOPOLOGIES = ("ring", "chain")
 
 
 @dataclass(frozen=True)
@@ -100,6 +130,11 @@ class StudentConfig:
     memorisation: float = 3.0
     trap_harm: float = 0.3
     logratio_noise: float = 1.0
+    topology: str = "ring"  # "ring" | "chain" (prerequisite chain with gates)
+    gate_threshold: float = 1.0  # chain: prerequisite ability at which the gate is half open
+    gate_slope: float = 2.0  # chain: steepness of the gate (per logit of ability)
+    init_ability_step: float = 0.0  # skill k starts at init_ability_mean + k · step
+    forgetting: float = 0.0  # per-step decay of (a − a_init) and of memorisation
 
     def validate(self) -> None:
         if self.lr < 0 or self.memorisation < 0 or self.trap_harm < 0:
@@ -108,6 +143,12 @@ class StudentConfig:
             raise ValueError("transfer must be in [0, 1)")
         if self.skill_lr_spread < 0 or self.logratio_noise < 0 or self.init_ability_std < 0:
             raise ValueError("spreads and noise levels must be ≥ 0")
+        if self.topology not in TOPOLOGIES:
+            raise ValueError(f"topology must be one of {', '.join(TOPOLOGIES)}")
+        if self.gate_slope < 0:
+            raise ValueError("gate_slope must be ≥ 0")
+        if not 0 <= self.forgetting < 1:
+            raise ValueError("forgetting must be in [0, 1)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -123,12 +164,22 @@ def log_sigmoid(x: np.ndarray) -> np.ndarray:
     return -np.logaddexp(0.0, -np.asarray(x, dtype=np.float64))
 
 
-def similarity_matrix(n_skills: int, transfer: float) -> np.ndarray:
-    """S_kj = transfer^(ring distance between k and j); S_kk = 1."""
+def similarity_matrix(n_skills: int, transfer: float, topology: str = "ring") -> np.ndarray:
+    """S_kj = transfer^(distance between k and j); S_kk = 1. Ring distance wraps around,
+    chain distance (|k − j|) does not: the first and last topics of a chain are far."""
     k = np.arange(n_skills)
     d = np.abs(k[:, None] - k[None, :])
-    d = np.minimum(d, n_skills - d)
+    if topology == "ring":
+        d = np.minimum(d, n_skills - d)
     return np.where(d == 0, 1.0, transfer ** d.astype(np.float64))
+
+
+def chain_gates(ability: np.ndarray, threshold: float, slope: float) -> np.ndarray:
+    """gate_k = σ(slope·(a_{k−1} − threshold)), gate_0 = 1: how open skill k is to
+    learning given how well its prerequisite is known now."""
+    gates = np.ones(len(ability))
+    gates[1:] = sigmoid(slope * (np.asarray(ability[:-1], dtype=np.float64) - threshold))
+    return gates
 
 
 def grpo_advantages(rewards: np.ndarray) -> np.ndarray:
@@ -177,10 +228,14 @@ class Student:
         config.validate()
         self.config = config
         rng = np.random.default_rng([seed, 0x57D])
-        self.ability = rng.normal(config.init_ability_mean, config.init_ability_std, n_skills)
+        mean = config.init_ability_mean
+        if config.init_ability_step:
+            mean = mean + config.init_ability_step * np.arange(n_skills)
+        self.ability = rng.normal(mean, config.init_ability_std, n_skills)
         self.skill_lr = np.exp(rng.normal(0.0, config.skill_lr_spread, n_skills))
+        self.init_ability = self.ability.copy()
         self.memo = np.zeros(n_train)
-        self.similarity = similarity_matrix(n_skills, config.transfer)
+        self.similarity = similarity_matrix(n_skills, config.transfer, config.topology)
 
     @property
     def n_skills(self) -> int:
@@ -200,19 +255,45 @@ class Student:
 
     def reward_prob(self, problems: ProblemSet, idx: np.ndarray | None = None,
                     memo: np.ndarray | None = None) -> np.ndarray:
-        """P(reward = 1): σ(θ) for normal/hard problems, 0.5 for traps."""
+        """P(reward = 1): σ(θ) for normal/hard problems, 0.5 for traps, 0 for
+        unanswerable problems."""
         if idx is None:
             idx = np.arange(len(problems))
         p = sigmoid(self.logits(problems, idx, memo))
-        return np.where(problems.kind[idx] == TRAP, 0.5, p)
+        kind = problems.kind[idx]
+        return np.where(kind == TRAP, 0.5, np.where(kind == UNANSWERABLE, 0.0, p))
 
     def train_prob(self, problems: ProblemSet, idx: np.ndarray) -> np.ndarray:
         return self.reward_prob(problems, idx, self.memo)
 
     def accuracy(self, heldout: ProblemSet) -> float:
         """Expected held-out accuracy: mean P(solve) (no memorisation; no traps)."""
-        keep = heldout.kind != TRAP
+        keep = (heldout.kind != TRAP) & (heldout.kind != UNANSWERABLE)
         return float(sigmoid(self.logits(heldout)[keep]).mean())
+
+    def gates(self) -> np.ndarray:
+        """Per-skill gate on the ability step (all 1 on a ring)."""
+        cfg = self.config
+        if cfg.topology != "chain":
+            return np.ones(self.n_skills)
+        return chain_gates(self.ability, cfg.gate_threshold, cfg.gate_slope)
+
+    def learn_rate(self) -> np.ndarray:
+        """How readily each skill learns now, λ_k · gate_k (ground truth, for oracles)."""
+        return self.skill_lr * self.gates()
+
+    def answerable(self, problems: ProblemSet, idx: np.ndarray) -> np.ndarray:
+        """Whether the reward of each problem can ever be 1 (ground truth, for oracles)."""
+        return problems.kind[np.asarray(idx, dtype=np.int64)] != UNANSWERABLE
+
+    def forget(self) -> None:
+        """Capacity decay: abilities slide toward their initial values, memorisation
+        toward zero, by the fraction `forgetting` (a no-op at the default 0)."""
+        f = self.config.forgetting
+        if f <= 0:
+            return
+        self.ability = self.ability - f * (self.ability - self.init_ability)
+        self.memo *= 1.0 - f
 
     def rollouts(self, problems: ProblemSet, idx: np.ndarray, n_rollouts: int,
                  rng: np.random.Generator) -> np.ndarray:
@@ -239,10 +320,17 @@ class Student:
         p_old = self.train_prob(problems, idx)
         th_old = self.logits(problems, idx, self.memo)
 
+        gates = self.gates() if cfg.topology == "chain" else None  # before any change
+        before = self.ability
+        self.forget()
+
         signed = np.where(trap, -cfg.trap_harm * g, g)
         grad_k = np.bincount(skill, weights=signed, minlength=self.n_skills) / n
-        delta = cfg.lr * self.skill_lr * (self.similarity @ grad_k)
-        self.ability = self.ability + delta
+        step_k = cfg.lr * self.skill_lr * (self.similarity @ grad_k)
+        if gates is not None:
+            step_k = step_k * gates
+        self.ability = self.ability + step_k
+        delta = self.ability - before if cfg.forgetting > 0 else step_k
 
         own = cfg.lr * self.skill_lr[skill] * cfg.memorisation * g / n
         normal = ~trap

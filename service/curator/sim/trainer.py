@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from curator.sim.bank import HARD, TRAP, SimBank
+from curator.sim.bank import HARD, TRAP, ProblemSet, SimBank
 from curator.sim.student import Student, StudentConfig, realised_improvement
 
 
@@ -80,6 +80,20 @@ class RunRecord:
 
 def _mean_or_none(x: np.ndarray) -> float | None:
     return float(x.mean()) if x.size else None
+
+
+def record_step(rec: RunRecord, train: ProblemSet, idx: np.ndarray, rewards: np.ndarray,
+                util: np.ndarray, sources: list[str]) -> None:
+    """Append one step's selection diagnostics to `rec` (shared by both engines)."""
+    kind = train.kind[idx]
+    has_signal = rewards.std(axis=1) > 0
+    rec.trap_share.append(float((kind == TRAP).mean()))
+    rec.hard_share.append(float((kind == HARD).mean()))
+    rec.mean_reward.append(float(rewards.mean()))
+    rec.no_signal_share.append(float(1.0 - has_signal.mean()))
+    rec.curator_share.append(float(np.mean([s == "curator" for s in sources])))
+    rec.utility_normal.append(_mean_or_none(util[(kind != TRAP) & has_signal]))
+    rec.utility_trap.append(_mean_or_none(util[kind == TRAP]))
 
 
 def wait_applied(run: Any, reported: int, timeout: float) -> float:
@@ -141,16 +155,8 @@ def simulate_run(
         batch.report([{"problem_id": pid, "rewards": rewards[j], "log_ratios": out.log_ratios[j]}
                       for j, pid in enumerate(pids)])
 
-        kind = train.kind[idx]
-        has_signal = rewards.std(axis=1) > 0
         util = realised_improvement(rewards, out.log_ratios)
-        rec.trap_share.append(float((kind == TRAP).mean()))
-        rec.hard_share.append(float((kind == HARD).mean()))
-        rec.mean_reward.append(float(rewards.mean()))
-        rec.no_signal_share.append(float(1.0 - has_signal.mean()))
-        rec.curator_share.append(float(np.mean([p.source == "curator" for p in batch.problems])))
-        rec.utility_normal.append(_mean_or_none(util[(kind != TRAP) & has_signal]))
-        rec.utility_trap.append(_mean_or_none(util[kind == TRAP]))
+        record_step(rec, train, idx, rewards, util, [p.source for p in batch.problems])
 
         if cfg.sync_feedback:
             rec.wait_seconds += wait_applied(run, step, cfg.sync_timeout)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
-from curator.curation.osmd import osmd_loss
-from curator.curation.scorer import MLPScorer, resolve_device
+from curator.curation.osmd import batch_kl, batch_ratio, osmd_loss
+from curator.curation.scorer import MLPScorer, PassRateHead, resolve_device
+from curator.curation.stats import N_FEATURES, RunStats
 from curator.curation.strategies.base import (
     base_extra,
     check_sampling,
@@ -31,30 +32,61 @@ from curator.curation.utility import ScalingMode, UtilityWindow, scale
 
 
 class ActorCuratorStrategy:
-    """MLP scorer over embeddings; one OSMD epoch over each feedback batch.
+    """MLP scorer over [embedding, run statistics]; clipped OSMD in minibatch epochs.
 
     z_t is the logit the scorer gave the item at selection time (raw, before the
     sampler's temperature). The scorer is trained during warm-up but only drives
-    selection after `dormant_steps` applied updates.
+    selection after `dormant_steps` applied updates. What keeps it from stalling on a
+    mastered region (see docs/design.md, "A robust curator"):
+
+    * statistics as inputs (`stats`): the region's and the problem's recent pass rate,
+      share of groups without signal and utility (curation/stats.py), so a mastered
+      region looks different the moment its groups come back all-correct;
+    * a trust region (`max_kl`): epochs of minibatch steps stop once the KL between
+      the behaviour and the new distribution over the batch exceeds `max_kl`, so the
+      size of each mirror step does not depend on the learning rate;
+    * an exploration share (`explore`..`explore_max`): at least ⌈explore·B⌉ items of
+      every batch come from the uniform fill — a control group from the same pools —
+      and the share grows toward `explore_max` while the curator's items realise no
+      more utility than the explore items;
+    * a baseline (`baseline`): utilities enter the loss relative to the recent mean
+      utility of the explore items (what uniform selection yields now), so an item that
+      teaches less than a uniform pick is pushed down, not merely left alone.
     """
 
     name: ClassVar[str] = "actor_curator"
 
     @dataclass(frozen=True)
     class Params:
-        lr: float = 3e-3  # a small head over embeddings needs far more than the paper's 1e-6
+        lr: float = 1e-3
         weight_decay: float = 0.01
         grad_clip: float = 1.0
-        minibatch: int = 64
-        epochs: int = 1
+        minibatch: int = 16
+        epochs: int = 4
         rho: float = 0.2
+        max_kl: float = 0.02  # 0 disables the trust region
         horizon: int = 10
         scaling: ScalingMode = "amplify"
         amplifier: float = 1000.0
         dormant_steps: int = 20
-        top_p: float = 0.9
+        top_p: float = 1.0
         temperature: float = 1.0
-        hidden: int = 256
+        hidden: int = 64
+        stats: bool = True
+        regions: int = 32
+        stats_half_life: float = 10.0
+        explore: float = 0.05
+        explore_max: float = 0.5
+        baseline: bool = False
+        credit: Literal["raw", "region"] = "region"
+        pass_head: bool = True  # predicted pass rate (and its signal) as scorer inputs
+        head_steps: int = 4
+        head_lr: float = 1e-3
+        head_hidden: int = 256
+        embedding_input: bool = True
+        ratio: Literal["sampled", "softmax"] = "sampled"
+        logit_range: float = 2.0  # the learned part is range·tanh(raw/range); 0: unbounded
+        prior: float = 15.0  # weight of log 2√(p̂(1−p̂)) added to the logit; 0: none
 
         def validate(self) -> None:
             require(self.lr > 0, "lr", "must be > 0")
@@ -63,10 +95,22 @@ class ActorCuratorStrategy:
             require(self.minibatch >= 2, "minibatch", "must be >= 2 (softmax over one item)")
             require(1 <= self.epochs <= 100, "epochs", "must be in [1, 100]")
             require(0 < self.rho < 1, "rho", "must be in (0, 1)")
+            require(self.max_kl >= 0, "max_kl", "must be >= 0 (0 disables)")
             require(1 <= self.horizon <= 10_000, "horizon", "must be in [1, 10000]")
             require(self.amplifier > 0, "amplifier", "must be > 0")
             require(self.dormant_steps >= 0, "dormant_steps", "must be >= 0")
             require(1 <= self.hidden <= 8192, "hidden", "must be in [1, 8192]")
+            require(1 <= self.regions <= 4096, "regions", "must be in [1, 4096]")
+            require(1 <= self.head_steps <= 100, "head_steps", "must be in [1, 100]")
+            require(self.head_lr > 0, "head_lr", "must be > 0")
+            require(1 <= self.head_hidden <= 8192, "head_hidden", "must be in [1, 8192]")
+            require(0 <= self.prior <= 100, "prior", "must be in [0, 100]")
+            require(0 <= self.logit_range <= 100, "logit_range", "must be in [0, 100]")
+            require(self.prior == 0 or self.pass_head, "prior", "needs pass_head")
+            require(self.stats_half_life > 0, "stats_half_life", "must be > 0")
+            require(0 <= self.explore <= 1, "explore", "must be in [0, 1]")
+            require(self.explore <= self.explore_max <= 1, "explore_max",
+                    "must be in [explore, 1]")
             check_sampling(self.top_p, self.temperature)
 
     def __init__(self, params: Params, *, dim: int, seed: int, device: str = "cpu") -> None:
@@ -78,23 +122,92 @@ class ActorCuratorStrategy:
         self.temperature = params.temperature
         self.dim = dim
         self.device = resolve_device(device)
+        n_in = ((dim if params.embedding_input else 0) + (N_FEATURES if params.stats else 0)
+                + (2 if params.pass_head else 0))
         init_gen = torch.Generator().manual_seed(derive_seed(seed, 0))
-        self._model = MLPScorer(dim, params.hidden, generator=init_gen).to(self.device)
+        self._model = MLPScorer(n_in, params.hidden, generator=init_gen).to(self.device)
+        head_gen = torch.Generator().manual_seed(derive_seed(seed, 2))
+        self._head = PassRateHead(dim, params.head_hidden, generator=head_gen).to(self.device)
+        self._head_opt = torch.optim.Adam(self._head.parameters(), lr=params.head_lr)
         self._opt = torch.optim.AdamW(
             self._model.parameters(), lr=params.lr, weight_decay=params.weight_decay
         )
         self._gen = torch.Generator().manual_seed(derive_seed(seed, 1))  # minibatches
         self._window = UtilityWindow(params.horizon)
+        self._stats = RunStats(dim, params.regions, params.stats_half_life)
+        # decayed [weight, sum] of the scaled utility of curator / explore items
+        self._arms = np.zeros((2, 2))
         self._updates = 0
+
+    @property
+    def explore_share(self) -> float:
+        """Share of each batch left to the uniform fill (see the class doc)."""
+        p = self.params
+        if not self.active():
+            return 1.0
+        (wc, sc), (we, se) = self._arms
+        if wc < 1.0 or we < 1.0:
+            return p.explore
+        cur, exp_ = sc / wc, se / we
+        # the curator's lead over uniform picks, relative to their scale
+        lead = (cur - exp_) / (abs(cur) + abs(exp_) + 1e-12)
+        t = float(np.clip(1.0 - lead / 0.2, 0.0, 1.0))  # lead ≥ 0.2 → floor; ≤ 0 → max
+        return p.explore + (p.explore_max - p.explore) * t
+
+    def _inputs(self, problem_ids: np.ndarray, embeddings: Any) -> torch.Tensor:
+        """Scorer inputs: [embedding, run statistics, p̂, 2√(p̂(1−p̂))] as configured."""
+        emb = np.asarray(np.stack(list(embeddings)) if isinstance(embeddings, list)
+                         else embeddings, dtype=np.float32)
+        parts = [emb] if self.params.embedding_input else []
+        if self.params.stats:
+            parts.append(self._stats.features(problem_ids, emb))
+        if self.params.pass_head:
+            self._head.eval()
+            with torch.no_grad():
+                ph = self._head(embeddings_tensor(emb, self.dim, self.device)).cpu().numpy()
+            ph = ph.astype(np.float32)[:, None]
+            sig = 2.0 * np.sqrt(np.clip(ph * (1.0 - ph), 0.0, None))
+            parts += [ph, np.log(sig + 1e-3)]
+        x = np.concatenate(parts, axis=1)
+        return embeddings_tensor(x, x.shape[1], self.device)
+
+    def _train_head(self, batch: list[Observation]) -> float | None:
+        """Fit the pass-rate head to the batch's observed mean rewards (MSE)."""
+        used = [o for o in batch if o.mean_reward is not None and math.isfinite(o.mean_reward)]
+        if not used:
+            return None
+        emb = embeddings_tensor([o.embedding for o in used], self.dim, self.device)
+        target = torch.tensor([o.mean_reward for o in used], dtype=torch.float32,
+                              device=self.device)
+        self._head.train()
+        loss = None
+        for _ in range(self.params.head_steps):
+            loss = torch.mean((self._head(emb) - target) ** 2)
+            self._head_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self._head_opt.step()
+        return None if loss is None else float(loss.item())
 
     def logits(self, pool: Pool) -> np.ndarray:
         if len(pool.problem_ids) == 0:
             return np.zeros(0, dtype=np.float64)
-        emb = embeddings_tensor(pool.embeddings, self.dim, self.device)
+        embeddings_tensor(pool.embeddings, self.dim, self.device)  # validates the shape
+        x = self._inputs(np.asarray(pool.problem_ids), pool.embeddings)
         self._model.eval()
         with torch.no_grad():
-            z = self._model(emb)
+            z = self._score(x)
         return z.double().cpu().numpy()
+
+    def _score(self, x: torch.Tensor) -> torch.Tensor:
+        """z = MLP(x) + prior · log 2√(p̂(1−p̂)): the learned residual on top of the
+        pass-rate prior (the last input column is that log-signal)."""
+        z = self._model(x)
+        r = self.params.logit_range
+        if r > 0:
+            z = r * torch.tanh(z / r)
+        if self.params.prior > 0:
+            z = z + self.params.prior * x[:, -1]
+        return z
 
     def active(self) -> bool:
         return self._updates >= self.params.dormant_steps
@@ -122,13 +235,23 @@ class ActorCuratorStrategy:
             if not used:
                 extra = base_extra(batch, self._updates) | {"fallback_share": 0.0}
                 return UpdateStats(mean_reward=mean_reward, extra=extra)
-        emb = embeddings_tensor([o.embedding for o in used], self.dim, self.device)
+        n = len(used)
+        # inputs as they were at selection (before this batch enters the statistics)
+        x = self._inputs(np.array([o.problem_id for o in used], dtype=np.int64),
+                         [o.embedding for o in used])
+        if p.credit == "region":
+            scaled = scaled * self._region_credit([o.embedding for o in used])
         z_old = torch.tensor([o.logit for o in used], dtype=torch.float32, device=self.device)
-        util = torch.tensor(scaled, dtype=torch.float32, device=self.device)
+        is_cur = np.array([o.source == "curator" for o in used])
+        base = self._baseline()
+        target = scaled - base if p.baseline else scaled
+        util = torch.tensor(target, dtype=torch.float32, device=self.device)
+        tau = p.temperature
 
         self._model.train()
         losses: list[float] = []
-        n = len(used)
+        steps, kl = 0, 0.0
+        stop = False
         for _ in range(p.epochs):
             order = torch.randperm(n, generator=self._gen)
             for start in range(0, n, p.minibatch):
@@ -136,7 +259,7 @@ class ActorCuratorStrategy:
                 if idx.numel() < 2:
                     continue
                 idx = idx.to(self.device)
-                loss = osmd_loss(self._model(emb[idx]), z_old[idx], util[idx], p.rho)
+                loss = osmd_loss(self._score(x[idx]), z_old[idx], util[idx], p.rho, tau, p.ratio)
                 self._opt.zero_grad(set_to_none=True)
                 loss.backward()
                 norm = torch.nn.utils.clip_grad_norm_(self._model.parameters(), p.grad_clip)
@@ -144,16 +267,72 @@ class ActorCuratorStrategy:
                     self._opt.zero_grad(set_to_none=True)  # an overflowing step: skip it
                     continue
                 self._opt.step()
+                steps += 1
                 losses.append(float(loss.item()))
+                if p.max_kl > 0:
+                    with torch.no_grad():
+                        kl = float(batch_kl(z_old, self._score(x), tau, p.ratio))
+                    if kl > p.max_kl:
+                        stop = True
+                        break
+            if stop:
+                break
+        with torch.no_grad():
+            z_new = self._score(x)
+            ratio = batch_ratio(z_new, z_old, tau, p.ratio)
+            kl = float(batch_kl(z_old, z_new, tau, p.ratio))
+        self._stats.push(used, np.asarray([o.utility for o in used], dtype=np.float64))
+        head_loss = self._train_head(batch) if p.pass_head else None
+        self._push_arms(scaled, is_cur)
         self._updates += 1
         fallback = sum(o.utility_kind == "abs_advantage" for o in used) / n
-        extra = base_extra(batch, self._updates) | {"fallback_share": fallback}
+        extra = base_extra(batch, self._updates) | {
+            "fallback_share": fallback,
+            "clip_fraction": float(((ratio - 1.0).abs() > p.rho).float().mean()),
+            "ratio_dev": float((ratio - 1.0).abs().mean()),
+            "kl": kl,
+            "opt_steps": float(steps),
+            "logit_std": float(z_new.std()) if n > 1 else 0.0,
+            "baseline": float(base),
+            "explore_share": self.explore_share,
+        }
+        if head_loss is not None:
+            extra["head_loss"] = head_loss
         return UpdateStats(
             loss=sum(losses) / len(losses) if losses else None,
             mean_utility=float(scaled.mean()),
             mean_reward=mean_reward,
             extra=extra,
         )
+
+    def _region_credit(self, embeddings: list[np.ndarray]) -> np.ndarray:
+        """Weight 1/(items of the batch in the item's region), times the uniform
+        expectation B/regions: Û(x) measures the policy's whole step on x, which grows
+        with how many related items were selected, so raw Û would reward crowding a
+        region for its own sake. Ones before the regions exist."""
+        if len(self._stats.centroids) == 0:
+            return np.ones(len(embeddings))
+        reg = self._stats.regions(np.stack(embeddings))
+        counts = np.bincount(reg, minlength=len(self._stats.centroids))[reg]
+        return (len(reg) / len(self._stats.centroids)) / counts
+
+    def _baseline(self) -> float:
+        """Recent mean scaled utility of explore items (uniform picks from the same
+        pools); 0 until there are a few."""
+        we, se = self._arms[1]
+        return float(se / we) if we >= 1.0 else 0.0
+
+    def _push_arms(self, scaled: np.ndarray, is_cur: np.ndarray) -> None:
+        decay = self._stats.decay
+        self._arms *= decay
+        for row, mask in ((0, is_cur), (1, ~is_cur)):
+            if mask.any():
+                self._arms[row] += (float(mask.sum()), float(scaled[mask].sum()))
+
+    def _input_kinds(self) -> str:
+        p = self.params
+        kinds = [("embedding", p.embedding_input), ("stats", p.stats), ("pass_head", p.pass_head)]
+        return "+".join(k for k, on in kinds if on)
 
     def state_dict(self) -> dict[str, Any]:
         win = self._window.state_dict()
@@ -162,7 +341,14 @@ class ActorCuratorStrategy:
             "dim": self.dim,
             "hidden": self.params.hidden,
             "updates": self._updates,
+            "inputs": self._input_kinds(),
+            "run_stats": {k: torch.from_numpy(np.ascontiguousarray(v))
+                          if isinstance(v, np.ndarray) else v
+                          for k, v in self._stats.state_dict().items()},
+            "arms": torch.from_numpy(self._arms.copy()),
             "model": module_state(self._model),
+            "head": module_state(self._head),
+            "head_optimizer": optimizer_state(self._head_opt),
             "optimizer": optimizer_state(self._opt),
             "generator": self._gen.get_state(),
             "window": {
@@ -175,12 +361,16 @@ class ActorCuratorStrategy:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         check_state_name(state, self.name)
-        if (state["dim"], state["hidden"]) != (self.dim, self.params.hidden):
+        if (state["dim"], state["hidden"], state.get("inputs")) != (
+                self.dim, self.params.hidden, self._input_kinds()):
             raise ValueError(
-                f"state has dim={state['dim']}, hidden={state['hidden']}; "
-                f"this curator has dim={self.dim}, hidden={self.params.hidden}"
+                f"state has dim={state['dim']}, hidden={state['hidden']}, "
+                f"inputs={state.get('inputs')}; this curator has dim={self.dim}, "
+                f"hidden={self.params.hidden}, inputs={self._input_kinds()}"
             )
         self._model.load_state_dict(state["model"])
+        self._head.load_state_dict(state["head"])
+        load_optimizer_state(self._head_opt, state["head_optimizer"])
         load_optimizer_state(self._opt, state["optimizer"])
         self._gen.set_state(state["generator"])
         win = state["window"]
@@ -192,4 +382,8 @@ class ActorCuratorStrategy:
                 "values": win["values"].tolist(),
             }
         )
+        self._stats.load_state_dict({
+            k: v.numpy() if isinstance(v, torch.Tensor) else v
+            for k, v in state["run_stats"].items()})
+        self._arms = state["arms"].numpy().astype(np.float64).copy()
         self._updates = int(state["updates"])

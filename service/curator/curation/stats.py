@@ -1,0 +1,171 @@
+"""Per-run running statistics of problems and regions, as extra scorer inputs.
+
+Why: a scorer that reads only the embedding has to relearn, from a lagging reward,
+that a region it liked has been mastered. With the student's recent outcomes around a
+problem as inputs — its region's recent pass rate, share of groups without signal and
+realised utility, and the problem's own record — the mapping "what a problem that
+looks like this teaches now" is much closer to stationary: a mastered region's inputs
+change the moment its groups start coming back all-correct, before any gradient step.
+
+Regions are the Voronoi cells of `n_regions` centroids taken from the first observed
+batch (a uniform sample of the bank, since the first updates come from the uniform
+warm-up) and then fixed, so a region's statistics keep their meaning over the run.
+Region sums decay by 2^(−1/half_life) per update (recency-weighted windows); a
+problem's own record is an exponential moving average over its visits.
+
+Everything is plain numpy and part of the strategy's state (the API's selection copy
+is loaded from the checkpoint, so what `features` reads must be in `state_dict`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from curator.curation.types import Observation
+
+# Inputs appended to the embedding, in this order.
+FEATURE_NAMES = (
+    "region_pass_rate",  # shrunk toward 0.5 by a prior of PRIOR_WEIGHT observations
+    "region_no_signal",  # share of groups with all-equal rewards (prior 0.5)
+    "region_utility",  # recent mean utility of the region / the run's mean |utility|
+    "region_evidence",  # log1p(decayed count) / log1p(100)
+    "seen",  # 1 when this problem was selected before in the run
+    "problem_pass_rate",  # its own EMA pass rate (0.5 when unseen)
+    "problem_no_signal",  # its own EMA no-signal indicator (0.5 when unseen)
+    "staleness",  # log1p(updates since last seen) / log1p(1000); 1 when unseen
+    "problem_utility",  # its own EMA utility / the run's mean |utility| (0 when unseen)
+)
+N_FEATURES = len(FEATURE_NAMES)
+PRIOR_WEIGHT = 2.0
+EVIDENCE_SCALE = math.log1p(100.0)
+STALENESS_SCALE = math.log1p(1000.0)
+
+
+class RunStats:
+    """Region and problem statistics of one run; see the module doc."""
+
+    def __init__(self, dim: int, n_regions: int = 32, half_life: float = 10.0,
+                 problem_ema: float = 0.5) -> None:
+        if n_regions < 1 or half_life <= 0 or not 0 < problem_ema <= 1:
+            raise ValueError("n_regions >= 1, half_life > 0, problem_ema in (0, 1]")
+        self.dim = dim
+        self.n_regions = n_regions
+        self.decay = 0.5 ** (1.0 / half_life)
+        self.problem_ema = problem_ema
+        self.centroids = np.zeros((0, dim), dtype=np.float32)
+        # decayed sums per region: count, reward count, reward sum, no-signal, utility
+        self.sums = np.zeros((n_regions, 5))
+        self.abs_utility = 0.0  # decayed mean |utility| (normaliser)
+        self.updates = 0
+        # problem id -> [pass EMA, no-signal EMA, last update index, utility EMA]
+        self.problems: dict[int, list[float]] = {}
+
+    # -- reading ---------------------------------------------------------------------
+
+    def regions(self, embeddings: np.ndarray) -> np.ndarray:
+        """Nearest centroid per row (all zeros before the first update)."""
+        if len(self.centroids) == 0 or len(embeddings) == 0:
+            return np.zeros(len(embeddings), dtype=np.int64)
+        e = np.asarray(embeddings, dtype=np.float32)
+        d = (self.centroids * self.centroids).sum(1)[None, :] - 2.0 * (e @ self.centroids.T)
+        return np.argmin(d, axis=1).astype(np.int64)
+
+    def features(self, problem_ids: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+        """float32 [M, N_FEATURES] for a pool (see FEATURE_NAMES)."""
+        m = len(problem_ids)
+        out = np.empty((m, N_FEATURES), dtype=np.float32)
+        reg = self.regions(embeddings)
+        cnt, rcnt, rsum, nosig, util = (self.sums[reg, j] for j in range(5))
+        out[:, 0] = (rsum + 0.5 * PRIOR_WEIGHT) / (rcnt + PRIOR_WEIGHT)
+        out[:, 1] = (nosig + 0.5 * PRIOR_WEIGHT) / (rcnt + PRIOR_WEIGHT)
+        norm = self.abs_utility if self.abs_utility > 0 else 1.0
+        out[:, 2] = np.clip(util / np.maximum(cnt, 1e-9) / norm, -5.0, 5.0) * (cnt > 0)
+        out[:, 3] = np.log1p(cnt) / EVIDENCE_SCALE
+        for row, pid in enumerate(problem_ids.tolist()):
+            rec = self.problems.get(pid)
+            if rec is None:
+                out[row, 4:] = (0.0, 0.5, 0.5, 1.0, 0.0)
+            else:
+                since = self.updates - rec[2]
+                out[row, 4:] = (1.0, rec[0], rec[1], math.log1p(since) / STALENESS_SCALE,
+                                max(-5.0, min(5.0, rec[3] / norm)))
+        return out
+
+    # -- learning --------------------------------------------------------------------
+
+    def push(self, batch: list[Observation], utilities: np.ndarray | None = None) -> None:
+        """Fold one applied batch in. `utilities` (aligned with batch, NaN = none)
+        default to each observation's raw utility."""
+        if not batch:
+            return
+        emb = np.stack([np.asarray(o.embedding, dtype=np.float32) for o in batch])
+        if len(self.centroids) == 0:
+            take = np.unique(emb, axis=0, return_index=True)[1]
+            self.centroids = emb[np.sort(take)[: self.n_regions]].copy()
+            if len(self.centroids) < self.n_regions:  # fewer distinct points than regions
+                self.sums = self.sums[: len(self.centroids)]
+        reg = self.regions(emb)
+        self.sums *= self.decay
+        if utilities is None:
+            utilities = np.array([np.nan if o.utility is None else o.utility for o in batch])
+        u_sum, u_n = 0.0, 0.0
+        a = self.problem_ema
+        for o, r, u in zip(batch, reg.tolist(), np.asarray(utilities, dtype=np.float64)):
+            row = self.sums[r]
+            if math.isfinite(u):
+                row[0] += 1.0
+                row[4] += u
+                u_sum += abs(u)
+                u_n += 1.0
+            has_reward = o.mean_reward is not None and math.isfinite(o.mean_reward)
+            reward = float(o.mean_reward) if has_reward else 0.5  # type: ignore[arg-type]
+            no_signal = 1.0 if (o.mean_abs_advantage or 0.0) == 0.0 else 0.0
+            if has_reward:
+                row[1] += 1.0
+                row[2] += reward
+                row[3] += no_signal
+            else:
+                no_signal = 0.5
+            util_v = float(u) if math.isfinite(u) else 0.0
+            rec = self.problems.get(o.problem_id)
+            if rec is None:
+                self.problems[o.problem_id] = [reward, no_signal, float(self.updates), util_v]
+            else:
+                rec[0] += a * (reward - rec[0])
+                rec[1] += a * (no_signal - rec[1])
+                rec[2] = float(self.updates)
+                rec[3] += a * (util_v - rec[3])
+        if u_n:  # running normaliser: recency-weighted mean of |u| per update
+            m = u_sum / u_n
+            self.abs_utility = (m if self.abs_utility == 0.0
+                                else self.decay * self.abs_utility + (1.0 - self.decay) * m)
+        self.updates += 1
+
+    # -- state -----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        ids = list(self.problems)
+        return {
+            "n_regions": int(self.n_regions), "decay": float(self.decay),
+            "problem_ema": float(self.problem_ema),
+            "centroids": self.centroids.copy(), "sums": self.sums.copy(),
+            "abs_utility": float(self.abs_utility), "updates": int(self.updates),
+            "problem_ids": np.array(ids, dtype=np.int64),
+            "problem_values": np.array([self.problems[i] for i in ids],
+                                       dtype=np.float64).reshape(len(ids), 4),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.n_regions = int(state["n_regions"])
+        self.decay = float(state["decay"])
+        self.problem_ema = float(state["problem_ema"])
+        self.centroids = np.asarray(state["centroids"], dtype=np.float32).copy()
+        self.sums = np.asarray(state["sums"], dtype=np.float64).copy()
+        self.abs_utility = float(state["abs_utility"])
+        self.updates = int(state["updates"])
+        ids = np.asarray(state["problem_ids"]).tolist()
+        vals = np.asarray(state["problem_values"], dtype=np.float64).tolist()
+        self.problems = {int(i): list(v) for i, v in zip(ids, vals)}
