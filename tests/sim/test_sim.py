@@ -220,8 +220,8 @@ def test_cli_parsing():
 @pytest.mark.slow
 def test_actor_curator_beats_uniform_on_a_short_run(tmp_path):
     """Same bank, same initial student, same seed: after 100 steps the Û-trained curator
-    has a higher held-out accuracy than uniform selection. (Measured margin with these
-    settings: ~1–2 points; see bench/sim_defaults.md for the full comparison.)"""
+    has a higher held-out accuracy than uniform selection, over HTTP. (The family of
+    scenarios, 5 held-out seeds each, is in bench/results/family-heldout.md.)"""
     from curator.sim.report import write_report
     from curator.sim.runner import compare
     from curator.sim.trainer import TrainerConfig
@@ -237,7 +237,8 @@ def test_actor_curator_beats_uniform_on_a_short_run(tmp_path):
     uni, ac = runs["uniform"], runs["actor_curator"]
     assert uni["accuracy"][0] == ac["accuracy"][0]  # the same student at the start
     assert len(ac["accuracy"]) == 101 and len(ac["trap_share"]) == 100
-    # during warm-up (dormant_steps = 20) actor_curator selects uniformly, exactly like
+    # during warm-up (dormant_steps = 5) actor_curator selects uniformly, exactly like
     # the uniform run with the same seed: the comparison is paired
-    assert ac["accuracy"][:21] == uni["accuracy"][:21]
+    assert ac["accuracy"][:6] == uni["accuracy"][:6]
+    assert ac["accuracy"][6:] != uni["accuracy"][6:]
     assert ac["accuracy"][-1] > uni["accuracy"][-1], summary["strategies"]

@@ -12,8 +12,15 @@ Metrics, per strategy (every run of a comparison is evaluated at the same steps)
   is the fraction of uniform's steps a strategy needs to match uniform's final result
   (the paper's "speedup"). `--target ACC` sets one absolute target for every run.
 * × uniform: median steps divided by uniform's median steps.
-* trap / hard / no-signal share: share of selected problems that were traps, far-too-hard,
-  or whose G rollouts all got the same reward, averaged over steps and seeds.
+* trap / hard / unanswerable / no-signal share: share of selected problems that were
+  traps, far-too-hard, unanswerable (reward always 0; shown when the bank has them), or
+  whose G rollouts all got the same reward, averaged over steps and seeds.
+
+The plot shows the mean held-out accuracy over seeds with a min–max band (with few seeds
+a ±std band understates how far single seeds stray), the `oracle` (ground-truth
+reference, direct engine only) dashed, and uniform's mean final accuracy dotted — the
+level every other curve is judged by. `plot_accuracy` draws that panel for family.py's
+grid too.
 """
 
 from __future__ import annotations
@@ -85,6 +92,8 @@ def summarise(result: dict[str, Any], target: float | None = None) -> dict[str, 
             "trap_share": float(np.mean([np.mean(r["trap_share"]) for r in runs])),
             "hard_share": float(np.mean([np.mean(r["hard_share"]) for r in runs])),
             "no_signal_share": float(np.mean([np.mean(r["no_signal_share"]) for r in runs])),
+            "unanswerable_share": float(np.mean([np.mean(r.get("unanswerable_share") or [0.0])
+                                                 for r in runs])),
             "seconds_per_step": float(np.mean([r["seconds"] / len(r["trap_share"])
                                                for r in runs])),
         }
@@ -106,36 +115,52 @@ def _fmt_steps(x: float | None) -> str:
 def markdown(result: dict[str, Any], summary: dict[str, Any]) -> str:
     t = result["trainer"]
     b = result["bank"]
+    unans = b.get("unanswerable_share", 0.0) > 0
+    sc = result.get("scenario")
     lines = [
-        "# Curator simulator: strategy comparison",
+        "# Curator simulator: strategy comparison"
+        + (f" — scenario `{sc['name']}`" if sc else ""),
         "",
+    ]
+    if sc:
+        lines += [f"Scenario `{sc['name']}`: {sc['summary']} (embedder: {sc['embedder']}; "
+                  f"engine: {result.get('engine', 'http')}).", ""]
+    lines += [
         f"{len(result['seeds'])} seeds ({', '.join(map(str, result['seeds']))}) × "
         f"{t['steps']} steps; B = {t['batch_size']} of a pool of M = {t['pool_size']}, "
         f"G = {t['rollouts']} rollouts; bank of {b['n_train']} problems "
         f"({b['config']['n_skills']} skills, {b['trap_share']:.0%} coin-flip traps, "
-        f"{b['hard_share']:.0%} far too hard), held-out set of {b['n_heldout']}. "
+        + (f"{b['unanswerable_share']:.0%} unanswerable, " if unans else "")
+        + f"{b['hard_share']:.0%} far too hard), held-out set of {b['n_heldout']}. "
         f"Initial held-out accuracy {summary['initial_accuracy']:.3f}. "
         f"Target: {summary['target_description']}.",
         "",
         "| strategy | final acc | AUC | steps to target (median) | × uniform | trap share "
-        "| hard share | no-signal share |",
-        "|---|---|---|---|---|---|---|---|",
+        + ("| unanswerable share " if unans else "") + "| hard share | no-signal share |",
+        "|---|---|---|---|---|---|---|---|" + ("---|" if unans else ""),
     ]
     for name, r in summary["strategies"].items():
         ratio = DASH if r["ratio_to_uniform"] is None else f"{r['ratio_to_uniform']:.2f}"
         lines.append(
             f"| {name} | {r['final_mean']:.3f} ± {r['final_std']:.3f} "
             f"| {r['auc_mean']:.3f} | {_fmt_steps(r['steps_median'])} | {ratio} "
-            f"| {r['trap_share']:.3f} | {r['hard_share']:.3f} | {r['no_signal_share']:.3f} |")
+            f"| {r['trap_share']:.3f} "
+            + (f"| {r['unanswerable_share']:.3f} " if unans else "")
+            + f"| {r['hard_share']:.3f} | {r['no_signal_share']:.3f} |")
+    wall = f"Wall time {result.get('wall_seconds', float('nan')):.0f} s"
+    if "run_seconds" in result:
+        wall = (f"Run time {result['run_seconds']:.0f} s summed over this scenario's runs; "
+                f"wall time of the whole invocation {result['wall_seconds']:.0f} s")
     lines += [
         "",
         "final acc: mean ± std over seeds. AUC: mean held-out accuracy over the evaluated "
         "steps. Steps to target: \"—\" when fewer than half of the seeds reach it. "
         "Shares: of the selected problems, averaged over steps and seeds (the bank holds "
-        f"{b['trap_share']:.0%} traps and {b['hard_share']:.0%} far-too-hard problems).",
+        f"{b['trap_share']:.0%} traps"
+        + (f", {b['unanswerable_share']:.0%} unanswerable" if unans else "")
+        + f" and {b['hard_share']:.0%} far-too-hard problems).",
         "",
-        f"Wall time {result.get('wall_seconds', float('nan')):.0f} s "
-        f"(service: {result.get('service', '?')}).",
+        f"{wall} (service: {result.get('service', '?')}).",
         "",
     ]
     return "\n".join(lines)
@@ -148,6 +173,38 @@ def _smooth(x: np.ndarray, w: int) -> np.ndarray:
     return np.apply_along_axis(lambda v: np.convolve(v, k, mode="valid"), -1, x)
 
 
+ORACLE = "oracle"  # = curator.sim.direct.ORACLE (not imported: it pulls in torch)
+
+
+def strategy_colour(name: str, strategies: list[str]) -> str:
+    """A fixed colour per strategy position, so a family's panels agree."""
+    return f"C{strategies.index(name) % 10}" if name in strategies else "grey"
+
+
+def plot_accuracy(ax: Any, result: dict[str, Any], *, legend: bool = True) -> None:
+    """Held-out accuracy vs step on `ax`: mean over seeds with a min–max band per
+    strategy, the oracle dashed, uniform's mean final accuracy as a dotted line."""
+    by = _runs_by_strategy(result)
+    names = list(result["strategies"])
+    for name, runs in by.items():
+        if not runs:
+            continue
+        colour = strategy_colour(name, names)
+        steps = np.array(runs[0]["eval_steps"])
+        acc = np.array([r["accuracy"] for r in runs])
+        ls = "--" if name == ORACLE else "-"
+        ax.plot(steps, acc.mean(axis=0), label=name, lw=1.6, ls=ls, color=colour)
+        ax.fill_between(steps, acc.min(axis=0), acc.max(axis=0), color=colour, alpha=0.12,
+                        lw=0)
+        if name == "uniform":
+            ax.axhline(acc[:, -1].mean(), color=colour, ls=":", lw=1.1,
+                       label="uniform's final")
+    ax.set_ylabel("held-out accuracy")
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(loc="lower right", fontsize="small")
+
+
 def plot(result: dict[str, Any], summary: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -155,48 +212,50 @@ def plot(result: dict[str, Any], summary: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     by = _runs_by_strategy(result)
-    fig, axes = plt.subplots(3, 1, figsize=(8, 10), sharex=True,
-                             gridspec_kw={"height_ratios": [3, 1.4, 1.4]})
+    bank = result["bank"]
+    panels = [("trap_share", "trap share\nselected")]
+    if bank.get("unanswerable_share", 0.0) > 0:
+        panels.append(("unanswerable_share", "unanswerable\nshare selected"))
+    panels.append(("hard_share", "too-hard share\nselected"))
+    fig, axes = plt.subplots(1 + len(panels), 1, figsize=(8, 6 + 2 * len(panels)),
+                             sharex=True,
+                             gridspec_kw={"height_ratios": [3] + [1.4] * len(panels)})
+    plot_accuracy(axes[0], result)
     win = 5
     for name, runs in by.items():
         if not runs:
             continue
-        steps = np.array(runs[0]["eval_steps"])
-        acc = np.array([r["accuracy"] for r in runs])
-        mean, sd = acc.mean(axis=0), acc.std(axis=0)
-        (line,) = axes[0].plot(steps, mean, label=name, lw=1.6)
-        axes[0].fill_between(steps, mean - sd, mean + sd, color=line.get_color(), alpha=0.15)
-        for ax, key in ((axes[1], "trap_share"), (axes[2], "hard_share")):
-            share = _smooth(np.array([r[key] for r in runs]).mean(axis=0), win)
+        colour = strategy_colour(name, list(result["strategies"]))
+        for ax, (key, _label) in zip(axes[1:], panels):
+            share = _smooth(np.array([r.get(key) or [] for r in runs]).mean(axis=0), win)
             x = np.arange(1, share.size + 1) + (win - 1) / 2 if share.size else []
-            ax.plot(x, share, color=line.get_color(), lw=1.2)
-    bank = result["bank"]
-    axes[0].set_ylabel("held-out accuracy")
-    axes[0].set_title(f"Curator simulator — mean ± std over {len(result['seeds'])} seeds")
-    axes[0].legend(loc="lower right")
-    axes[0].grid(alpha=0.3)
-    axes[1].axhline(bank["trap_share"], color="grey", ls=":", lw=1)
-    axes[1].set_ylabel("trap share\nselected")
-    axes[2].axhline(bank["hard_share"], color="grey", ls=":", lw=1)
-    axes[2].set_ylabel("too-hard share\nselected")
-    axes[2].set_xlabel(f"step ({win}-step moving average in the lower panels; dotted: bank share)")
-    for ax in axes[1:]:
+            ax.plot(x, share, color=colour, lw=1.2, ls="--" if name == ORACLE else "-")
+    sc = result.get("scenario")
+    title = f"Curator simulator{' — ' + sc['name'] if sc else ''}"
+    axes[0].set_title(f"{title} — mean, min–max band over {len(result['seeds'])} seeds")
+    for ax, (key, label) in zip(axes[1:], panels):
+        ax.axhline(bank[key], color="grey", ls=":", lw=1)
+        ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.set_ylim(bottom=0)
+    axes[-1].set_xlabel(f"step ({win}-step moving average in the lower panels; "
+                        "dotted: bank share)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def write_report(result: dict[str, Any], out_dir: Path | str,
-                 target: float | None = None) -> dict[str, Any]:
-    """Write sim.png, sim.md and sim.json into `out_dir`; returns the summary."""
+def write_report(result: dict[str, Any], out_dir: Path | str, target: float | None = None,
+                 *, extra_markdown: str = "",
+                 extra_json: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write sim.png, sim.md and sim.json into `out_dir`; returns the summary. family.py
+    appends its judgement of a scenario through `extra_markdown` / `extra_json`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(result, target)
     plot(result, summary, out / "sim.png")
-    (out / "sim.md").write_text(markdown(result, summary))
-    payload = dict(result, summary=summary)
+    (out / "sim.md").write_text(markdown(result, summary) + extra_markdown)
+    payload = dict(result, summary=summary, **(extra_json or {}))
     (out / "sim.json").write_text(json.dumps(payload, indent=1, default=_json_default) + "\n")
     return summary
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from curator.sim.bank import HARD, TRAP, ProblemSet, SimBank
+from curator.sim.bank import HARD, TRAP, UNANSWERABLE, ProblemSet, SimBank
 from curator.sim.student import Student, StudentConfig, realised_improvement
 
 
@@ -62,6 +62,7 @@ class RunRecord:
     accuracy: list[float] = field(default_factory=list)  # held-out accuracy at eval_steps
     trap_share: list[float] = field(default_factory=list)  # per step, share of the batch
     hard_share: list[float] = field(default_factory=list)
+    unanswerable_share: list[float] = field(default_factory=list)
     mean_reward: list[float] = field(default_factory=list)
     no_signal_share: list[float] = field(default_factory=list)  # groups with equal rewards
     curator_share: list[float] = field(default_factory=list)  # source == "curator"
@@ -89,6 +90,7 @@ def record_step(rec: RunRecord, train: ProblemSet, idx: np.ndarray, rewards: np.
     has_signal = rewards.std(axis=1) > 0
     rec.trap_share.append(float((kind == TRAP).mean()))
     rec.hard_share.append(float((kind == HARD).mean()))
+    rec.unanswerable_share.append(float((kind == UNANSWERABLE).mean()))
     rec.mean_reward.append(float(rewards.mean()))
     rec.no_signal_share.append(float(1.0 - has_signal.mean()))
     rec.curator_share.append(float(np.mean([s == "curator" for s in sources])))

@@ -68,7 +68,7 @@ class ActorCuratorStrategy:
         horizon: int = 10
         scaling: ScalingMode = "amplify"
         amplifier: float = 1000.0
-        dormant_steps: int = 20
+        dormant_steps: int = 5
         top_p: float = 1.0
         temperature: float = 1.0
         hidden: int = 64
@@ -78,12 +78,12 @@ class ActorCuratorStrategy:
         explore: float = 0.05
         explore_max: float = 0.5
         baseline: bool = False
-        credit: Literal["raw", "region"] = "region"
+        credit: Literal["raw", "region"] = "raw"
         pass_head: bool = True  # predicted pass rate (and its signal) as scorer inputs
         head_steps: int = 4
         head_lr: float = 1e-3
         head_hidden: int = 256
-        embedding_input: bool = True
+        embedding_input: bool = False  # the learned part reads statistics + p̂ only
         ratio: Literal["sampled", "softmax"] = "sampled"
         logit_range: float = 2.0  # the learned part is range·tanh(raw/range); 0: unbounded
         prior: float = 15.0  # weight of log 2√(p̂(1−p̂)) added to the logit; 0: none
