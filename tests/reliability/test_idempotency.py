@@ -159,7 +159,8 @@ async def test_feedback_for_an_old_model_version_uses_stored_logits(settings):
                           "embedding": vecs[i].tolist()} for i in range(60)]})
         assert r.status_code == 200, r.text
         run_id, token = await make_run(client, bank_id, "actor_curator",
-                                       {"dormant_steps": 0, "hidden": 32}, seed=5)
+                                       {"dormant_steps": 0, "hidden": 32, "lr": 0.05,
+                                        "max_kl": 0}, seed=5)
         sel = f"/v1/runs/{run_id}/select"
 
         async def choose():

@@ -114,11 +114,23 @@ def record_feedback(*, session_factory: sessionmaker[Session], run: Run, ticket_
         return Receipt(ticket_id, len(rows), "reported", False)
 
 
-def ticket_counts(session: Session, run_id: int) -> dict[str, int]:
-    counts = dict(session.execute(
-        select(Ticket.state, func.count()).where(Ticket.run_id == run_id)
-        .group_by(Ticket.state)).all())
-    issued = sum(counts.values())
-    reported = counts.get("reported", 0) + counts.get("applied", 0) + counts.get("failed", 0)
-    return {"issued": issued, "reported": reported, "applied": counts.get("applied", 0),
-            "failed": counts.get("failed", 0)}
+_STATES = ("issued", "reported", "applied", "failed")
+
+
+def run_snapshot(session: Session, run_id: int) -> tuple[Any, dict[str, int]]:
+    """(step, model_version, stats) of the run and its ticket counts, read by ONE
+    statement: the worker commits "ticket applied" and "model version + 1" together, so
+    two separate reads could see one without the other."""
+    def count(state: str) -> Any:
+        return (select(func.count()).select_from(Ticket)
+                .where(Ticket.run_id == run_id, Ticket.state == state).scalar_subquery())
+
+    row = session.execute(
+        select(Run.step, Run.model_version, Run.stats, *(count(st) for st in _STATES))
+        .where(Run.id == run_id)).one()
+    n = dict(zip(_STATES, row[3:], strict=True))
+    counts = {"issued": sum(n.values()), "reported": n["reported"] + n["applied"] + n["failed"],
+              "applied": n["applied"], "failed": n["failed"]}
+    return row, counts
+
+

@@ -32,7 +32,7 @@ from curator.api.schemas import (
 from curator.curation.strategies import StrategyError, build_strategy
 from curator.db.models import Bank, Run
 from curator.runs import tokens
-from curator.runs.feedback import FeedbackError, ResultRecord, record_feedback, ticket_counts
+from curator.runs.feedback import FeedbackError, ResultRecord, record_feedback, run_snapshot
 from curator.runs.selection import SelectError, select_batch
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -62,11 +62,11 @@ def create_run(body: RunCreate, session: SessionDep, state: StateDep) -> RunCrea
 
 @router.get("/{run_id}")
 def get_run(run: RunAuthDep, session: SessionDep) -> RunPublic:
+    now, counts = run_snapshot(session, run.id)  # one consistent read of version + counts
     return RunPublic(run_id=run.id, bank_id=run.bank_id, name=run.name, strategy=run.strategy,
-                     params=run.params, seed=run.seed, step=run.step,
-                     model_version=run.model_version, revoked=run.revoked,
-                     tickets=TicketCounts(**ticket_counts(session, run.id)),
-                     stats=run.stats or {})
+                     params=run.params, seed=run.seed, step=now.step,
+                     model_version=now.model_version, revoked=run.revoked,
+                     tickets=TicketCounts(**counts), stats=now.stats or {})
 
 
 @router.post("/{run_id}/select", response_model=SelectResponse)
