@@ -165,3 +165,18 @@ def test_state_round_trip_through_a_checkpoint_reproduces_selection() -> None:
     wrong = build_strategy("actor_curator", {"stats": False}, dim=DIM, seed=0)
     with pytest.raises(ValueError, match="inputs"):
         wrong.load_state_dict(state)
+
+
+def test_pcl_can_read_the_same_statistics() -> None:
+    """Equal information: pcl's value head may take the run statistics actor_curator
+    reads; its state (head + statistics) round-trips."""
+    emb, labels = _clusters(200)
+    s = build_strategy("pcl", {"stats": True}, dim=DIM, seed=0)
+    batch = [_obs(i, emb[i], 0.0, None, reward=1.0 if labels[i] else 0.5) for i in range(64)]
+    s.update(batch)
+    pool = Pool(problem_ids=np.arange(64, 200), embeddings=emb[64:200])
+    t = build_strategy("pcl", {"stats": True}, dim=DIM, seed=1)
+    t.load_state_dict(loads(dumps(s.state_dict())))
+    np.testing.assert_array_equal(s.logits(pool), t.logits(pool))
+    with pytest.raises(ValueError):
+        build_strategy("pcl", {}, dim=DIM, seed=0).load_state_dict(s.state_dict())

@@ -56,7 +56,9 @@ class Strategy(Protocol):
     `logits` returns one logit per candidate; the shared sampler turns them into a
     selection with `top_p` and `temperature`. `active` says whether the logits drive
     the selection yet (warm-up); logits are still recorded per item while inactive,
-    because the update uses them as z_t.
+    because the update uses them as z_t. A strategy may also expose `explore_share`
+    (float in [0, 1]): the share of each batch the sampler must leave to the uniform
+    fill (absent: 0).
     """
 
     name: ClassVar[str]

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from curator.curation.scorer import PassRateHead, resolve_device
+from curator.curation.stats import N_FEATURES, RunStats
 from curator.curation.strategies.base import (
     base_extra,
     check_sampling,
@@ -53,11 +54,16 @@ class PclStrategy:
         steps: int = 4
         temperature: float = 0.1
         top_p: float = 1.0
+        stats: bool = False  # the run statistics actor_curator reads, as extra inputs
+        regions: int = 32
+        stats_half_life: float = 10.0
 
         def validate(self) -> None:
             require(1 <= self.hidden <= 8192, "hidden", "must be in [1, 8192]")
             require(self.lr > 0, "lr", "must be > 0")
             require(1 <= self.steps <= 100, "steps", "must be in [1, 100]")
+            require(1 <= self.regions <= 4096, "regions", "must be in [1, 4096]")
+            require(self.stats_half_life > 0, "stats_half_life", "must be > 0")
             check_sampling(self.top_p, self.temperature)
 
     def __init__(self, params: Params, *, dim: int, seed: int, device: str = "cpu") -> None:
@@ -70,21 +76,34 @@ class PclStrategy:
         self.dim = dim
         self.device = resolve_device(device)
         gen = torch.Generator().manual_seed(derive_seed(seed, 2))
-        self._head = PassRateHead(dim, params.hidden, generator=gen).to(self.device)
+        n_in = dim + (N_FEATURES if params.stats else 0)
+        self._head = PassRateHead(n_in, params.hidden, generator=gen).to(self.device)
+        self._stats = RunStats(dim, params.regions, params.stats_half_life)
         self._opt = torch.optim.Adam(self._head.parameters(), lr=params.lr)
         self._updates = 0
 
-    def predict(self, embeddings: np.ndarray) -> np.ndarray:
-        """Predicted pass rates for embeddings [M, d]."""
+    def _inputs(self, problem_ids: np.ndarray, embeddings: np.ndarray) -> torch.Tensor:
+        emb = np.asarray(embeddings, dtype=np.float32)
+        embeddings_tensor(emb, self.dim, self.device)  # validates the shape
+        if self.params.stats:
+            emb = np.concatenate([emb, self._stats.features(problem_ids, emb)], axis=1)
+        return embeddings_tensor(emb, emb.shape[1], self.device)
+
+    def predict(self, embeddings: np.ndarray, problem_ids: np.ndarray | None = None
+                ) -> np.ndarray:
+        """Predicted pass rates for embeddings [M, d] (of `problem_ids`, for the
+        statistics inputs)."""
         if len(embeddings) == 0:
             return np.zeros(0, dtype=np.float64)
-        emb = embeddings_tensor(embeddings, self.dim, self.device)
+        if problem_ids is None:
+            problem_ids = np.full(len(embeddings), -1, dtype=np.int64)
+        emb = self._inputs(np.asarray(problem_ids), embeddings)
         self._head.eval()
         with torch.no_grad():
             return self._head(emb).double().cpu().numpy()
 
     def logits(self, pool: Pool) -> np.ndarray:
-        p = self.predict(pool.embeddings)
+        p = self.predict(pool.embeddings, np.asarray(pool.problem_ids))
         return np.log(pcl_score(p) + SCORE_EPS) / self.params.temperature
 
     def active(self) -> bool:
@@ -94,7 +113,8 @@ class PclStrategy:
         used = [o for o in batch if o.mean_reward is not None and math.isfinite(o.mean_reward)]
         loss_value = None
         if used:
-            emb = embeddings_tensor([o.embedding for o in used], self.dim, self.device)
+            emb = self._inputs(np.array([o.problem_id for o in used], dtype=np.int64),
+                               np.stack([np.asarray(o.embedding) for o in used]))
             target = torch.tensor(
                 [o.mean_reward for o in used], dtype=torch.float32, device=self.device
             )
@@ -105,6 +125,8 @@ class PclStrategy:
                 loss.backward()
                 self._opt.step()
                 loss_value = float(loss.item())
+        if self.params.stats:
+            self._stats.push(batch)
         self._updates += 1
         return UpdateStats(
             loss=loss_value,
@@ -119,13 +141,21 @@ class PclStrategy:
             "hidden": self.params.hidden,
             "updates": self._updates,
             "model": module_state(self._head),
+            "stats_on": self.params.stats,
+            "run_stats": {k: torch.from_numpy(np.ascontiguousarray(v))
+                          if isinstance(v, np.ndarray) else v
+                          for k, v in self._stats.state_dict().items()},
             "optimizer": optimizer_state(self._opt),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         check_state_name(state, self.name)
-        if (state["dim"], state["hidden"]) != (self.dim, self.params.hidden):
-            raise ValueError("state does not match this value head's dim/hidden")
+        if (state["dim"], state["hidden"], state.get("stats_on", False)) != (
+                self.dim, self.params.hidden, self.params.stats):
+            raise ValueError("state does not match this value head's dim/hidden/stats")
         self._head.load_state_dict(state["model"])
         load_optimizer_state(self._opt, state["optimizer"])
+        if "run_stats" in state:
+            self._stats.load_state_dict({k: v.numpy() if isinstance(v, torch.Tensor) else v
+                                         for k, v in state["run_stats"].items()})
         self._updates = int(state["updates"])
