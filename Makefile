@@ -38,9 +38,9 @@ bench: install
 	$(PY) bench/osmd_update.py
 
 # 8 scenarios × 6 strategies (incl. the oracle) × held-out seeds 0–4 × 400 steps, direct
-# engine, 2 processes (tuning used seeds 100–102). ~15 min on the shared 2-core box:
-# measured 138 s for 7 scenarios × 1 seed under load, ×5 seeds ×8/7, plus MiniLM
-# embedding of text-minilm's 10k prompts (1.5–3 min, first run only: artifacts/sim/cache).
+# engine, 2 processes (tuning used seeds 100–102). Measured 389 s on the 2-core box, plus
+# MiniLM embedding of text-minilm's 10k prompts (1.5–3 min, first run only:
+# artifacts/sim/cache).
 bench-sim: install
 	$(VENV)/bin/curator sim --scenario all --seeds 5 --seed-base 0 --out artifacts/sim
 
