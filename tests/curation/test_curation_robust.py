@@ -180,3 +180,26 @@ def test_pcl_can_read_the_same_statistics() -> None:
     np.testing.assert_array_equal(s.logits(pool), t.logits(pool))
     with pytest.raises(ValueError):
         build_strategy("pcl", {}, dim=DIM, seed=0).load_state_dict(s.state_dict())
+
+
+def test_rewards_only_utility_credits_pass_rate_progress_not_coin_flips() -> None:
+    """Without log-ratios the service sends mean |A|, which is largest for coin flips;
+    the curator credits it by how the problem's pass rate moved since its last visit."""
+    emb, _ = _clusters(8)
+
+    def fallback_obs(pid: int, reward: float, abs_adv: float) -> Observation:
+        return Observation(problem_id=pid, logit=0.0, propensity=0.0, source="curator",
+                           embedding=emb[pid], category=None, utility=abs_adv,
+                           utility_kind="abs_advantage", mean_reward=reward,
+                           mean_abs_advantage=abs_adv)
+
+    s = build_strategy("actor_curator", {}, dim=DIM, seed=0)
+    first = [fallback_obs(0, 0.25, 0.8), fallback_obs(1, 0.5, 1.0)]
+    assert [s._fallback(o) for o in first] == [0.0, 0.0]  # no history: no trend
+    s.update(first)
+    learning, coin = fallback_obs(0, 0.75, 0.8), fallback_obs(1, 0.5, 1.0)
+    assert s._fallback(learning) == pytest.approx(0.8 * 1.0)  # +0.5, clipped to +1
+    assert s._fallback(coin) == pytest.approx(0.0)
+    assert s._fallback(fallback_obs(0, 0.0, 0.5)) == pytest.approx(-0.5)  # forgotten
+    old = build_strategy("actor_curator", {"fallback": "abs_advantage"}, dim=DIM, seed=0)
+    assert old._fallback(coin) == 1.0

@@ -152,6 +152,9 @@ def add_sim_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="do not wait for the worker to apply each batch's feedback")
     p.add_argument("--out", default="artifacts/sim", help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--rewards-only", action="store_true",
+                   help="report rewards without log-ratios, as TRL and verl do today (the "
+                        "service then computes its rewards-only utility)")
     p.set_defaults(fn=run_sim)
     return p
 
@@ -162,7 +165,7 @@ def _trainer(args: argparse.Namespace, steps: int | None = None) -> TrainerConfi
     if steps is not None:
         given.setdefault("steps", steps)
     cfg = dataclasses.replace(TrainerConfig(), sync_feedback=not args.no_sync_feedback,
-                              **given)
+                              rewards_only=args.rewards_only, **given)
     cfg.validate()
     return cfg
 

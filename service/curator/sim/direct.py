@@ -128,8 +128,8 @@ def simulate_run_direct(
         if strat is not None:
             obs = []
             for j, i in enumerate(idx):
-                u, kind, mean_r, mean_abs = summarise_group(rewards[j].tolist(),
-                                                            out.log_ratios[j].tolist())
+                ratios = None if cfg.rewards_only else out.log_ratios[j].tolist()
+                u, kind, mean_r, mean_abs = summarise_group(rewards[j].tolist(), ratios)
                 obs.append(Observation(
                     problem_id=int(i), logit=float(logits[pick[j]]),
                     propensity=float(props[j]), source=sources[j],  # type: ignore[arg-type]

@@ -38,6 +38,7 @@ class TrainerConfig:
     eval_every: int = 1
     sync_feedback: bool = True
     sync_timeout: float = 60.0
+    rewards_only: bool = False  # report rewards without log-ratios (what TRL/verl send)
 
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.rollouts < 1 or self.eval_every < 1:
@@ -154,7 +155,8 @@ def simulate_run(
         idx = np.fromiter((id_map[p] for p in pids), dtype=np.int64, count=len(pids))
         rewards = stud.rollouts(train, idx, cfg.rollouts, rng)
         out = stud.step(train, idx, rewards, rng)
-        batch.report([{"problem_id": pid, "rewards": rewards[j], "log_ratios": out.log_ratios[j]}
+        batch.report([{"problem_id": pid, "rewards": rewards[j]}
+                      | ({} if cfg.rewards_only else {"log_ratios": out.log_ratios[j]})
                       for j, pid in enumerate(pids)])
 
         util = realised_improvement(rewards, out.log_ratios)

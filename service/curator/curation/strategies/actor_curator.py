@@ -78,6 +78,7 @@ class ActorCuratorStrategy:
         explore: float = 0.05
         explore_max: float = 0.5
         baseline: bool = False
+        fallback: Literal["trend", "abs_advantage"] = "trend"  # rewards-only utility
         credit: Literal["raw", "region"] = "raw"
         pass_head: bool = True  # predicted pass rate (and its signal) as scorer inputs
         head_steps: int = 4
@@ -225,7 +226,9 @@ class ActorCuratorStrategy:
         if not used:
             extra = base_extra(batch, self._updates) | {"fallback_share": 0.0}
             return UpdateStats(mean_reward=mean_reward, extra=extra)
-        windowed = np.array([self._window.push(o.problem_id, o.utility) for o in used])
+        raw = [self._fallback(o) if o.utility_kind == "abs_advantage" else float(o.utility)
+               for o in used]  # type: ignore[arg-type]
+        windowed = np.array([self._window.push(o.problem_id, u) for o, u in zip(used, raw)])
         scaled = scale(windowed, p.scaling, p.amplifier)
         # float32 is what the loss sees: a finite float64 beyond ~3e38 is inf there
         keep = np.abs(scaled) <= np.finfo(np.float32).max  # False for NaN too
@@ -304,6 +307,23 @@ class ActorCuratorStrategy:
             mean_reward=mean_reward,
             extra=extra,
         )
+
+    def _fallback(self, o: Observation) -> float:
+        """Utility of a group reported without log-ratios.
+
+        mean |A| (the service's fallback) is largest for coin flips, so it is credited
+        only in proportion to how the problem's pass rate moved since the run last saw
+        it: (r̄ now − its earlier EMA) / 0.25, signed. A problem being learned gains, a
+        coin flip averages zero, one being forgotten loses; a first visit has no trend
+        and carries no credit (the pass-rate prior still steers it).
+        """
+        mean_abs = float(o.utility)  # type: ignore[arg-type]
+        if self.params.fallback == "abs_advantage":
+            return mean_abs
+        rec = self._stats.problems.get(o.problem_id)
+        if rec is None or o.mean_reward is None or not math.isfinite(o.mean_reward):
+            return 0.0
+        return mean_abs * max(-1.0, min(1.0, (float(o.mean_reward) - rec[0]) / 0.25))
 
     def _region_credit(self, embeddings: list[np.ndarray]) -> np.ndarray:
         """Weight 1/(items of the batch in the item's region), times the uniform
