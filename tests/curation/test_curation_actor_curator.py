@@ -66,7 +66,8 @@ def test_zero_utility_stays_uniform(clusters) -> None:
 
 def test_warm_up_stats_and_skips(clusters) -> None:
     emb, _ = clusters
-    s = build_strategy("actor_curator", {"dormant_steps": 2, "credit": "raw"}, dim=DIM, seed=0)
+    s = build_strategy("actor_curator", {"dormant_steps": 2, "fallback": "abs_advantage"},
+                       dim=DIM, seed=0)
     assert not s.active()
     empty = s.update([_obs(1, emb[1], 0.0, None)])
     assert empty.loss is None and empty.extra["updates"] == 0.0  # nothing applied

@@ -32,26 +32,31 @@ from curator.curation.utility import ScalingMode, UtilityWindow, scale
 
 
 class ActorCuratorStrategy:
-    """MLP scorer over [embedding, run statistics]; clipped OSMD in minibatch epochs.
+    """Pass-rate prior + a bounded learned part trained by clipped OSMD on Û.
 
-    z_t is the logit the scorer gave the item at selection time (raw, before the
-    sampler's temperature). The scorer is trained during warm-up but only drives
-    selection after `dormant_steps` applied updates. What keeps it from stalling on a
-    mastered region (see docs/design.md, "A robust curator"):
+    z(x) = prior·log 2√(p̂(1−p̂)) + R·tanh(f(x)/R). z_t is the logit at selection time
+    (raw, before the sampler's temperature). Everything is trained from the first
+    update; the logits drive selection after `dormant_steps` applied updates. What
+    keeps it from stalling on a mastered region (docs/design.md §4, with the ablations
+    in bench/curator_log.md):
 
-    * statistics as inputs (`stats`): the region's and the problem's recent pass rate,
-      share of groups without signal and utility (curation/stats.py), so a mastered
-      region looks different the moment its groups come back all-correct;
-    * a trust region (`max_kl`): epochs of minibatch steps stop once the KL between
-      the behaviour and the new distribution over the batch exceeds `max_kl`, so the
-      size of each mirror step does not depend on the learning rate;
+    * the prior: p̂ comes from a pass-rate head fitted to observed rewards, so it moves
+      with the student and the frontier moves with it;
+    * statistics as inputs of f (`stats`): the region's and the problem's recent pass
+      rate, share of groups without signal and utility (curation/stats.py), so f sees a
+      region mastered, and a problem with signal but no utility (a coin flip), at once;
+    * the self-normalised ratio (`ratio: "sampled"`): the paper's batch-softmax ratio
+      pushes q's favourites down whatever they teach, a pull toward uniform;
+    * a trust region (`max_kl`): epochs of minibatch steps stop once the KL between the
+      behaviour and the new distribution over the batch exceeds `max_kl`;
     * an exploration share (`explore`..`explore_max`): at least ⌈explore·B⌉ items of
       every batch come from the uniform fill — a control group from the same pools —
       and the share grows toward `explore_max` while the curator's items realise no
       more utility than the explore items;
-    * a baseline (`baseline`): utilities enter the loss relative to the recent mean
-      utility of the explore items (what uniform selection yields now), so an item that
-      teaches less than a uniform pick is pushed down, not merely left alone.
+    * a rewards-only utility that does not chase noise (`fallback`, see `_fallback`).
+
+    Options measured and left off: `baseline` (utility relative to the explore items),
+    `credit: "region"`, `embedding_input`, `ratio: "softmax"`.
     """
 
     name: ClassVar[str] = "actor_curator"
