@@ -70,6 +70,21 @@ class PassRateHead(nn.Module):
         return torch.sigmoid(self.net(emb).squeeze(-1))
 
 
+def fit_pass_rate(head: nn.Module, opt: torch.optim.Optimizer, inputs: Tensor,
+                  target: Tensor, steps: int) -> float:
+    """`steps` full-batch optimizer steps of MSE between the head's predicted pass rates
+    and the observed mean rewards; the last loss. (pcl's value head and actor_curator's
+    prior share it, so both learn p̂ the same way.)"""
+    head.train()
+    loss = torch.zeros(())
+    for _ in range(steps):
+        loss = torch.mean((head(inputs) - target) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return float(loss.item())
+
+
 def resolve_device(setting: str) -> torch.device:
     """Map a settings string to a device: "auto" (cuda if available, else cpu), "cpu",
     "cuda" or "cuda:N". Asking for CUDA where there is none is a ValueError, so a

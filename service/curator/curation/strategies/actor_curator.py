@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from curator.curation.osmd import batch_kl, batch_ratio, osmd_loss
-from curator.curation.scorer import MLPScorer, PassRateHead, resolve_device
+from curator.curation.scorer import MLPScorer, PassRateHead, fit_pass_rate, resolve_device
 from curator.curation.stats import N_FEATURES, RunStats
 from curator.curation.strategies.base import (
     base_extra,
@@ -22,10 +22,12 @@ from curator.curation.strategies.base import (
     require,
 )
 from curator.curation.strategies.torchstate import (
+    arrays_to_tensors,
     embeddings_tensor,
     load_optimizer_state,
     module_state,
     optimizer_state,
+    tensors_to_arrays,
 )
 from curator.curation.types import Observation, Pool, UpdateStats
 from curator.curation.utility import ScalingMode, UtilityWindow, scale
@@ -164,13 +166,14 @@ class ActorCuratorStrategy:
         """Scorer inputs: [embedding, run statistics, p̂, 2√(p̂(1−p̂))] as configured."""
         emb = np.asarray(np.stack(list(embeddings)) if isinstance(embeddings, list)
                          else embeddings, dtype=np.float32)
+        emb_t = embeddings_tensor(emb, self.dim, self.device)  # also validates the shape
         parts = [emb] if self.params.embedding_input else []
         if self.params.stats:
             parts.append(self._stats.features(problem_ids, emb))
         if self.params.pass_head:
             self._head.eval()
             with torch.no_grad():
-                ph = self._head(embeddings_tensor(emb, self.dim, self.device)).cpu().numpy()
+                ph = self._head(emb_t).cpu().numpy()
             ph = ph.astype(np.float32)[:, None]
             sig = 2.0 * np.sqrt(np.clip(ph * (1.0 - ph), 0.0, None))
             parts += [ph, np.log(sig + 1e-3)]
@@ -185,19 +188,11 @@ class ActorCuratorStrategy:
         emb = embeddings_tensor([o.embedding for o in used], self.dim, self.device)
         target = torch.tensor([o.mean_reward for o in used], dtype=torch.float32,
                               device=self.device)
-        self._head.train()
-        loss = None
-        for _ in range(self.params.head_steps):
-            loss = torch.mean((self._head(emb) - target) ** 2)
-            self._head_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self._head_opt.step()
-        return None if loss is None else float(loss.item())
+        return fit_pass_rate(self._head, self._head_opt, emb, target, self.params.head_steps)
 
     def logits(self, pool: Pool) -> np.ndarray:
         if len(pool.problem_ids) == 0:
             return np.zeros(0, dtype=np.float64)
-        embeddings_tensor(pool.embeddings, self.dim, self.device)  # validates the shape
         x = self._inputs(np.asarray(pool.problem_ids), pool.embeddings)
         self._model.eval()
         with torch.no_grad():
@@ -289,7 +284,7 @@ class ActorCuratorStrategy:
             z_new = self._score(x)
             ratio = batch_ratio(z_new, z_old, tau, p.ratio)
             kl = float(batch_kl(z_old, z_new, tau, p.ratio))
-        self._stats.push(used, np.asarray([o.utility for o in used], dtype=np.float64))
+        self._stats.push(used)
         head_loss = self._train_head(batch) if p.pass_head else None
         self._push_arms(scaled, is_cur)
         self._updates += 1
@@ -367,9 +362,7 @@ class ActorCuratorStrategy:
             "hidden": self.params.hidden,
             "updates": self._updates,
             "inputs": self._input_kinds(),
-            "run_stats": {k: torch.from_numpy(np.ascontiguousarray(v))
-                          if isinstance(v, np.ndarray) else v
-                          for k, v in self._stats.state_dict().items()},
+            "run_stats": arrays_to_tensors(self._stats.state_dict()),
             "arms": torch.from_numpy(self._arms.copy()),
             "model": module_state(self._model),
             "head": module_state(self._head),
@@ -407,8 +400,6 @@ class ActorCuratorStrategy:
                 "values": win["values"].tolist(),
             }
         )
-        self._stats.load_state_dict({
-            k: v.numpy() if isinstance(v, torch.Tensor) else v
-            for k, v in state["run_stats"].items()})
+        self._stats.load_state_dict(tensors_to_arrays(state["run_stats"]))
         self._arms = state["arms"].numpy().astype(np.float64).copy()
         self._updates = int(state["updates"])

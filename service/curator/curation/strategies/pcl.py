@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from curator.curation.scorer import PassRateHead, resolve_device
+from curator.curation.scorer import PassRateHead, fit_pass_rate, resolve_device
 from curator.curation.stats import N_FEATURES, RunStats
 from curator.curation.strategies.base import (
     base_extra,
@@ -21,10 +21,12 @@ from curator.curation.strategies.base import (
     require,
 )
 from curator.curation.strategies.torchstate import (
+    arrays_to_tensors,
     embeddings_tensor,
     load_optimizer_state,
     module_state,
     optimizer_state,
+    tensors_to_arrays,
 )
 from curator.curation.types import Observation, Pool, UpdateStats
 
@@ -118,13 +120,7 @@ class PclStrategy:
             target = torch.tensor(
                 [o.mean_reward for o in used], dtype=torch.float32, device=self.device
             )
-            self._head.train()
-            for _ in range(self.params.steps):
-                loss = torch.mean((self._head(emb) - target) ** 2)
-                self._opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self._opt.step()
-                loss_value = float(loss.item())
+            loss_value = fit_pass_rate(self._head, self._opt, emb, target, self.params.steps)
         if self.params.stats:
             self._stats.push(batch)
         self._updates += 1
@@ -142,9 +138,7 @@ class PclStrategy:
             "updates": self._updates,
             "model": module_state(self._head),
             "stats_on": self.params.stats,
-            "run_stats": {k: torch.from_numpy(np.ascontiguousarray(v))
-                          if isinstance(v, np.ndarray) else v
-                          for k, v in self._stats.state_dict().items()},
+            "run_stats": arrays_to_tensors(self._stats.state_dict()),
             "optimizer": optimizer_state(self._opt),
         }
 
@@ -156,6 +150,5 @@ class PclStrategy:
         self._head.load_state_dict(state["model"])
         load_optimizer_state(self._opt, state["optimizer"])
         if "run_stats" in state:
-            self._stats.load_state_dict({k: v.numpy() if isinstance(v, torch.Tensor) else v
-                                         for k, v in state["run_stats"].items()})
+            self._stats.load_state_dict(tensors_to_arrays(state["run_stats"]))
         self._updates = int(state["updates"])

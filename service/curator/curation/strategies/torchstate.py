@@ -40,3 +40,15 @@ def embeddings_tensor(
     if arr.ndim != 2 or arr.shape[1] != dim:
         raise ValueError(f"expected embeddings of shape [n, {dim}], got {list(arr.shape)}")
     return torch.from_numpy(arr).to(device)
+
+
+def arrays_to_tensors(state: dict[str, Any]) -> dict[str, Any]:
+    """numpy arrays → tensors, so a numpy state (curation/stats.py) passes the
+    weights-only loader; other values unchanged."""
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
+            for k, v in state.items()}
+
+
+def tensors_to_arrays(state: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of `arrays_to_tensors`."""
+    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
