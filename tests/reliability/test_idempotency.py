@@ -30,18 +30,16 @@ from curator.db.models import Bank, Checkpoint, Feedback, HistoryPoint, Run, Tic
 from curator.runs.snapshots import load_strategy
 from curator.worker.updater import Updater
 from tests.reliability.support import assert_applied_exactly_once
-from tests.service.helpers import AUTH, bearer, make_bank, make_run, running_app
+from tests.service.helpers import (
+    AUTH,
+    bearer,
+    make_bank,
+    make_run,
+    running_app,
+    wait_applied,
+)
 
 pytestmark = pytest.mark.anyio
-
-
-async def wait_applied(client, run_id: int, n: int, timeout: float = 30.0) -> dict:
-    for _ in range(int(timeout / 0.05)):
-        info = (await client.get(f"/v1/runs/{run_id}", headers=AUTH)).json()
-        if info["tickets"]["applied"] >= n:
-            return info
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{n} tickets not applied: {info}")
 
 
 def count(url: str, model, *where) -> int:

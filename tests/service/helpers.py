@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -53,3 +54,14 @@ async def make_run(client: httpx.AsyncClient, bank_id: int, strategy: str = "uni
                           headers=AUTH)
     assert r.status_code == 201, r.text
     return r.json()["run_id"], r.json()["token"]
+
+
+async def wait_applied(client: httpx.AsyncClient, run_id: int, n: int,
+                       timeout: float = 30.0, interval: float = 0.05) -> dict:
+    """Poll the run until `n` tickets are applied; its info (AssertionError on timeout)."""
+    for _ in range(int(timeout / interval)):
+        info = (await client.get(f"/v1/runs/{run_id}", headers=AUTH)).json()
+        if info["tickets"]["applied"] >= n:
+            return info
+        await asyncio.sleep(interval)
+    raise AssertionError(f"{n} tickets not applied: {info}")

@@ -9,13 +9,10 @@ selections to B within a bounded number of updates.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import numpy as np
 import pytest
 
-from tests.service.helpers import AUTH, bearer, running_app
+from tests.service.helpers import AUTH, bearer, make_run, running_app, wait_applied
 
 pytestmark = pytest.mark.anyio
 
@@ -56,10 +53,8 @@ async def test_curator_moves_to_the_new_frontier(settings):
         r = await client.post(f"/v1/banks/{bank_id}/problems", json={"problems": problems},
                               headers=AUTH)
         assert r.json()["added"] == N
-        r = await client.post("/v1/runs", json={"bank_id": bank_id, "strategy": "actor_curator",
-                                                "params": {"dormant_steps": 3}, "seed": 7},
-                              headers=AUTH)
-        run_id, token = r.json()["run_id"], r.json()["token"]
+        run_id, token = await make_run(client, bank_id, "actor_curator",
+                                       {"dormant_steps": 3}, seed=7)
         share_b = []
         for step in range(2 * PHASE):
             phase_two = step >= PHASE
@@ -77,13 +72,8 @@ async def test_curator_moves_to_the_new_frontier(settings):
             r = await client.post(f"/v1/runs/{run_id}/feedback", headers=bearer(token),
                                   json={"ticket_id": ticket["ticket_id"], "results": results})
             assert r.status_code == 202
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                info = (await client.get(f"/v1/runs/{run_id}", headers=bearer(token))).json()
-                if info["tickets"]["applied"] == step + 1:
-                    break
-                await asyncio.sleep(0.01)
-            assert info["tickets"]["applied"] == step + 1, "worker did not apply in 60 s"
+            info = await wait_applied(client, run_id, step + 1, timeout=60.0, interval=0.01)
+            assert info["tickets"]["applied"] == step + 1
 
     before = np.mean(share_b[PHASE - 5:PHASE])
     assert before < 0.3, f"phase one: the curator should favour A, B share {before:.2f}"
