@@ -1,25 +1,71 @@
-"""verl: a curriculum sampler that asks a Curator run for each step's prompts.
+"""verl: a curriculum sampler that asks a Curator run for each step's prompts, and the
+hook that adds the updated actor's log-probs so the service gets log-ratios.
 
-verl (0.5 – 0.7.x; the hook was removed in 0.8) loads a sampler named in the data config
-when `data.sampler.class_path` is set, calls `iter()` on it through its train
-`StatefulDataLoader` (batch size `data.gen_batch_size`, else `data.train_batch_size`),
-and, if the sampler is an `AbstractCurriculumSampler`, calls `update(batch)` once per
-training step on the driver with the step's `DataProto`, after advantages and the actor
-update. Configure it with Hydra overrides:
+Versions. The curriculum hook is in the verl releases 0.5.0, 0.6.0, 0.6.1, 0.7.0 and 0.7.1:
+`create_rl_sampler` (verl.trainer.main_ppo) loads the class named by
+`data.sampler.class_path`/`class_name` with `(data_source, data_config)` in the TaskRunner
+process, iterates it through the train `StatefulDataLoader` (batch size
+`data.gen_batch_size`, else `data.train_batch_size`), and `RayPPOTrainer.fit` calls
+`sampler.update(batch=batch)` (keyword `batch`, no step number, in all of those releases)
+once per step, after the advantages and the actor update, provided the sampler is an
+`AbstractCurriculumSampler` (verl.experimental.dataset.sampler). The batch is the
+`DataProto` object the actor was updated with: `batch = batch.union(...)` returns the batch
+itself, and nothing rebinds `batch` after the update. verl 0.8.0 removed the `data.sampler`
+config, that module and the `update` call: Hydra rejects `data.sampler.class_path=...`
+there (no such key). `update` here also takes `update(batch, step_num)` and
+`update(batch=..., step_num=...)` (forks and custom trainers that pass a step; other
+keywords are ignored); the step is not needed, rows are matched to tickets by problem.
+
+Configure it with Hydra overrides of `python -m verl.trainer.main_ppo`:
 
     data.sampler.class_path=pkg://curator_client.integrations.verl
     data.sampler.class_name=CuratorCurriculumSampler
     data.dataloader_num_workers=0                  # verl requires 0 with a curriculum
     +data.sampler.curator.url=http://curator:8000
     +data.sampler.curator.run_id=7
+    +data.sampler.curator.post_update_log_probs=true   # log-ratios (see below)
     # optional: +data.sampler.curator.{pool_size,id_field,id_format,reward_key,strict}
 
 The run token is read from `CURATOR_RUN_TOKEN` (keep it out of the config: verl logs the
-whole config); `CURATOR_URL`, `CURATOR_RUN_ID`, `CURATOR_POOL_SIZE` work as well.
+whole config); `CURATOR_URL`, `CURATOR_RUN_ID`, `CURATOR_POOL_SIZE` and
+`CURATOR_POST_UPDATE_LOG_PROBS` work as well.
 
 Each iteration step selects `batch_size` problems (one ticket) and yields their dataset
 indices; `update(batch)` turns the step's batch into feedback and sends it (the ticket's
 problems that did not reach the batch, e.g. dropped by a group filter, are left out).
+
+Log-ratios: π_new after the actor update. The Actor-Curator utility Û = mean A·s needs,
+per rollout, the mean over its response tokens of log π_new − log π_old. Stock verl has
+π_old in the batch ("old_log_probs": recomputed by the actor before the update, or the
+rollout's own in bypass mode) but never evaluates the updated actor, so a stock run sends
+rewards only and the service falls back to its weaker rewards-only signal (the run's
+stats say `utility_fallback`). With `post_update_log_probs=true` the sampler, when verl
+builds it (in the TaskRunner process, before the trainer), wraps
+`RayPPOTrainer.init_workers` so that once the workers exist every actor update is
+followed by one log-prob pass of the updated actor over the same batch, stored in place
+as `batch.batch["log_probs"]` (verl returns it as "old_log_probs" + "entropys"; only the
+log-probs are kept). This is what the paper's verl fork does for its `perf_diff`:
+
+- verl 0.7.x: `trainer._update_actor(batch)`, then `trainer._compute_old_log_prob(batch)`,
+  verl's own call for "old_log_probs" (legacy and new worker implementations alike; the
+  batch's `meta_info["temperature"]` is the rollout temperature, as for π_old);
+- verl 0.5 / 0.6: `actor_rollout_wg.update_actor(batch)`, then
+  `actor_rollout_wg.compute_log_prob(batch)` (the worker sets micro-batch size, max token
+  length, dynamic bsz and temperature from `actor_rollout_ref.rollout`, as for π_old).
+
+The cost is one more forward pass of the actor per step (the size of verl's old-log-prob
+pass), before the weights go to the rollout engine. Steps before
+`trainer.critic_warmup` update no actor and send rewards only. In bypass mode the
+log-ratio is against the rollout engine's log-probs (it includes the engine mismatch).
+Only `RayPPOTrainer` and subclasses that keep its `init_workers` and `fit`'s
+`_update_actor` (0.7) / `actor_rollout_wg.update_actor` (0.5–0.6) calls are covered.
+Entry points that build the trainer themselves can instead use `CuratorRayPPOTrainer`
+(verl's `RayPPOTrainer` with the hook, created when first imported; an ImportError that
+says so when verl is missing) or call `attach_post_update_log_probs(trainer)` after
+`trainer.init_workers()`. tests/integrations/test_verl.py runs the hook on CPU with a fake
+actor worker group through the `RayPPOTrainer` methods of verl 0.5.0, 0.6.1 and 0.7.1 (0.7's
+legacy-worker path; `use_legacy_worker_impl=disable` goes through the same
+`_compute_old_log_prob` but is not exercised there).
 
 Batch → feedback (`results_from_batch`):
 
@@ -33,10 +79,7 @@ Batch → feedback (`results_from_batch`):
 | `rewards[i]`        | `batch[reward_key].sum(-1)`: "token_level_scores" (the task reward,   |
 |                     | before any KL penalty), else "token_level_rewards"                    |
 | `log_ratios[i]`     | mean over `response_mask` of `batch["log_probs"] - batch["old_log_probs"]`|
-|                     | when the batch holds both; stock verl does not recompute log-probs    |
-|                     | after the actor update, so by default only rewards are sent and the   |
-|                     | service falls back to mean abs(A) (store the updated policy's         |
-|                     | log-probs as "log_probs" to get Û = mean A·s)                         |
+|                     | when the batch holds both (with `post_update_log_probs`), else none   |
 
 Advantages are not sent: the service recomputes GRPO's A_i = (r_i − mean r)/(std r + ε)
 from the rewards, which also feed the per-problem pass-rate statistics.
@@ -47,9 +90,10 @@ of verl's train files, e.g. built with `add_dataset(..., id_field="extra_info.in
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +122,8 @@ __all__ = [
     "CuratorCurriculumSampler",
     "GroupResult",
     "VERL_INTERFACE",
+    "attach_post_update_log_probs",
+    "install_post_update_log_probs",
     "results_from_batch",
 ]
 
@@ -153,6 +199,139 @@ def results_from_batch(
             for v, r, lr in groups.values()]
 
 
+# -- post-update log-probs ------------------------------------------------------------------
+
+POST_UPDATE_KEY = "log_probs"
+_ATTACHED = "_curator_post_update_log_probs"
+_WRAPPED = "_curator_post_update_log_probs_wrapped"
+
+
+def _verl_trainer_class() -> type:
+    try:
+        from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+    except ImportError as exc:
+        raise ImportError(
+            "post-update log-probs hook into verl's RayPPOTrainer, and importing "
+            f"verl.trainer.ppo.ray_trainer failed ({exc}): install verl 0.5-0.7.x in the "
+            "trainer's environment (pip install 'curator-client[verl]')") from exc
+    return RayPPOTrainer
+
+
+def post_update_log_probs(trainer: Any, batch: Any) -> Any:
+    """The actor's log-probs of `batch`'s responses, computed now: (rows, response length).
+
+    verl 0.7 (`trainer._compute_old_log_prob`, either worker implementation), else
+    `trainer.actor_rollout_wg.compute_log_prob(batch)` (verl 0.5 / 0.6). Both return the
+    values as "old_log_probs" whatever the policy is; called after the update it is π_new.
+    """
+    compute = getattr(trainer, "_compute_old_log_prob", None)
+    if callable(compute):
+        output = compute(batch)
+        if isinstance(output, tuple):  # (DataProto, mfu)
+            output = output[0]
+    else:
+        output = trainer.actor_rollout_wg.compute_log_prob(batch)
+    log_probs = output.batch["old_log_probs"]
+    rows = len(batch)
+    if log_probs.shape[0] != rows:
+        raise ValueError(f"compute_log_prob returned {log_probs.shape[0]} rows for a batch "
+                         f"of {rows}")
+    return log_probs.float()
+
+
+def attach_post_update_log_probs(trainer: Any, *, key: str = POST_UPDATE_KEY) -> Any:
+    """Make `trainer` store, after each actor update, the updated actor's log-probs of the
+    batch it was updated with as `batch.batch[key]`; returns `trainer`.
+
+    Wraps the instance's `_update_actor` (verl 0.7) or, without one, its worker group's
+    `update_actor` (verl 0.5 / 0.6: call this after `trainer.init_workers()`). Calling it
+    again is a no-op.
+    """
+    if trainer.__dict__.get(_ATTACHED):
+        return trainer
+
+    def wrap(update: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(update)
+        def update_then_log_probs(batch: Any, *args: Any, **kwargs: Any) -> Any:
+            output = update(batch, *args, **kwargs)
+            batch.batch[key] = post_update_log_probs(trainer, batch)
+            return output
+        return update_then_log_probs
+
+    if callable(getattr(trainer, "_update_actor", None)):
+        trainer._update_actor = wrap(trainer._update_actor)
+    else:
+        group = getattr(trainer, "actor_rollout_wg", None)
+        if group is None:
+            raise RuntimeError("the trainer has no actor_rollout_wg yet: attach the "
+                               "post-update log-probs after trainer.init_workers()")
+        group.update_actor = wrap(group.update_actor)
+    trainer.__dict__[_ATTACHED] = True
+    return trainer
+
+
+def install_post_update_log_probs(trainer_class: type | None = None, *,
+                                  key: str = POST_UPDATE_KEY) -> type:
+    """Wrap `trainer_class.init_workers` (verl's `RayPPOTrainer` by default, which its
+    subclasses inherit) so that every trainer of this process built afterwards gets
+    `attach_post_update_log_probs` once its workers exist. Idempotent; returns the class.
+
+    This is what `data.sampler.curator.post_update_log_probs=true` does: verl builds the
+    sampler in the TaskRunner process before the trainer, so the patch is in place there.
+    """
+    cls = _verl_trainer_class() if trainer_class is None else trainer_class
+    current = cls.init_workers
+    if getattr(current, _WRAPPED, False):
+        return cls
+
+    @functools.wraps(current)
+    def init_workers(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = current(self, *args, **kwargs)
+        attach_post_update_log_probs(self, key=key)
+        return result
+
+    setattr(init_workers, _WRAPPED, True)
+    cls.init_workers = init_workers
+    logger.info("curator: %s.init_workers now adds the updated actor's log-probs to each "
+                "step's batch", cls.__name__)
+    return cls
+
+
+_TRAINER_CLASSES: dict[type, type] = {}
+
+
+def _curator_trainer_class() -> type:
+    base = _verl_trainer_class()
+    if base not in _TRAINER_CLASSES:
+        class CuratorRayPPOTrainer(base):  # type: ignore[misc, valid-type]
+            """verl's `RayPPOTrainer` that stores the updated actor's log-probs in each
+            step's batch as "log_probs" (see `attach_post_update_log_probs`)."""
+
+            def init_workers(self, *args: Any, **kwargs: Any) -> Any:
+                result = super().init_workers(*args, **kwargs)
+                attach_post_update_log_probs(self)
+                return result
+
+        CuratorRayPPOTrainer.__module__ = __name__
+        CuratorRayPPOTrainer.__qualname__ = "CuratorRayPPOTrainer"  # pickles by reference
+        _TRAINER_CLASSES[base] = CuratorRayPPOTrainer
+    return _TRAINER_CLASSES[base]
+
+
+def __getattr__(name: str) -> Any:
+    # `CuratorRayPPOTrainer` subclasses verl's trainer, so it is built when first asked for:
+    # this module imports without verl (or Ray), and says what is missing when it is.
+    if name == "CuratorRayPPOTrainer":
+        return _curator_trainer_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
 def _setting(cfg: Any, key: str, env: str | None = None, default: Any = None) -> Any:
     value = cfg.get(key) if cfg is not None else None
     if value is None and env is not None:
@@ -163,12 +342,13 @@ def _setting(cfg: Any, key: str, env: str | None = None, default: Any = None) ->
 class CuratorCurriculumSampler(_Base):
     """verl curriculum sampler backed by a Curator run (see the module docstring).
 
-    `client` is for tests and custom trainers; verl constructs it with
+    `client` and `trainer_class` (the class `post_update_log_probs` patches, verl's
+    `RayPPOTrainer` by default) are for tests and custom trainers; verl constructs it with
     `(data_source, data_config)` only.
     """
 
-    def __init__(self, data_source: Any, data_config: Any, *, client: Client | None = None
-                 ) -> None:
+    def __init__(self, data_source: Any, data_config: Any, *, client: Client | None = None,
+                 trainer_class: type | None = None) -> None:
         sampler_cfg = data_config.get("sampler") or {}
         cfg = sampler_cfg.get("curator") or {}
         url = _setting(cfg, "url", "CURATOR_URL")
@@ -193,6 +373,15 @@ class CuratorCurriculumSampler(_Base):
         self.receipts: list[FeedbackReceipt] = []
         self._steps_done = 0  # steps of the current epoch already selected
         self._resume_at = 0
+        self.post_update_log_probs = _flag(_setting(cfg, "post_update_log_probs",
+                                                    "CURATOR_POST_UPDATE_LOG_PROBS", False))
+        self._warned_no_log_probs = False
+        if self.post_update_log_probs:
+            install_post_update_log_probs(trainer_class)
+        else:
+            logger.info("curator: rewards only (the service falls back from Û = mean A·s); "
+                        "set +data.sampler.curator.post_update_log_probs=true to send the "
+                        "updated actor's log-ratios")
 
     def __iter__(self) -> Iterator[int]:
         self._steps_done, self._resume_at = self._resume_at, 0
@@ -212,8 +401,22 @@ class CuratorCurriculumSampler(_Base):
     def __len__(self) -> int:
         return self.steps_per_epoch * self.batch_size
 
-    def update(self, batch: Any) -> None:
-        """Send the step's rewards (and log-ratios when present) for its ticket(s)."""
+    def update(self, batch: Any = None, step_num: int | None = None, **kwargs: Any) -> None:
+        """Send the step's rewards (and log-ratios when present) for its ticket(s).
+
+        verl 0.5-0.7.1 call `update(batch=batch)`; `update(batch, step_num)` and keyword
+        forms are accepted too (the step is not needed: rows are matched to tickets by
+        problem).
+        """
+        if batch is None:
+            raise TypeError("update() needs the step's batch (a verl DataProto)")
+        if (self.post_update_log_probs and not self._warned_no_log_probs
+                and POST_UPDATE_KEY not in set(batch.batch.keys())):
+            self._warned_no_log_probs = True
+            logger.warning("curator: post_update_log_probs is on but this step's batch has "
+                           "no %r (no actor update this step, e.g. critic warm-up, or a "
+                           "trainer the hook does not reach): sending rewards only",
+                           POST_UPDATE_KEY)
         for group in results_from_batch(batch, id_field=self.id_field,
                                         reward_key=self.reward_key):
             try:
