@@ -77,6 +77,9 @@ def main() -> None:
         "data.sampler.class_name=CuratorCurriculumSampler",
         f"+data.sampler.curator.url={args.url}",
         f"+data.sampler.curator.run_id={run.run_id}",
+        # the updated actor's log-probs after each update: log-ratios for Û = mean A·s
+        # (one extra forward pass per step); without it only rewards are sent
+        "+data.sampler.curator.post_update_log_probs=true",
         f"actor_rollout_ref.model.path={args.model}",
         "actor_rollout_ref.rollout.n=8",
         "trainer.n_gpus_per_node=1",
