@@ -203,3 +203,25 @@ def test_rewards_only_utility_credits_pass_rate_progress_not_coin_flips() -> Non
     assert s._fallback(fallback_obs(0, 0.0, 0.5)) == pytest.approx(-0.5)  # forgotten
     old = build_strategy("actor_curator", {"fallback": "abs_advantage"}, dim=DIM, seed=0)
     assert old._fallback(coin) == 1.0
+
+
+def test_rewards_only_statistics_hold_the_credited_utility_not_mean_abs_advantage() -> None:
+    """The run statistics the learned part reads must carry the utility it is trained on:
+    a coin flip revisited at the same pass rate has mean |A| ≈ 1 every visit but no
+    credit, so its `problem_utility` stays 0 while a problem being learned gains."""
+    emb, _ = _clusters(8)
+    col = FEATURE_NAMES.index("problem_utility")
+
+    def obs(pid: int, reward: float) -> Observation:
+        return Observation(problem_id=pid, logit=0.0, propensity=0.0, source="curator",
+                           embedding=emb[pid], category=None, utility=0.9,
+                           utility_kind="abs_advantage", mean_reward=reward,
+                           mean_abs_advantage=0.9)
+
+    s = build_strategy("actor_curator", {}, dim=DIM, seed=0)
+    rewards = [0.25, 0.5, 0.75]  # problem 0 is learned; problem 1 stays a coin flip
+    for r in rewards:
+        s.update([obs(0, r), obs(1, 0.5), obs(2, 0.5), obs(3, 0.5)])
+    feats = s._stats.features(np.array([0, 1]), emb[[0, 1]])
+    assert feats[1, col] == pytest.approx(0.0, abs=1e-9)
+    assert feats[0, col] > 0.5

@@ -238,6 +238,7 @@ class ActorCuratorStrategy:
             if not used:
                 extra = base_extra(batch, self._updates) | {"fallback_share": 0.0}
                 return UpdateStats(mean_reward=mean_reward, extra=extra)
+        raw_used = [u for u, k in zip(raw, keep) if k]
         n = len(used)
         # inputs as they were at selection (before this batch enters the statistics)
         x = self._inputs(np.array([o.problem_id for o in used], dtype=np.int64),
@@ -284,7 +285,9 @@ class ActorCuratorStrategy:
             z_new = self._score(x)
             ratio = batch_ratio(z_new, z_old, tau, p.ratio)
             kl = float(batch_kl(z_old, z_new, tau, p.ratio))
-        self._stats.push(used)
+        # the statistics keep the utility the curator is trained on: with rewards only,
+        # the trend-credited one (raw mean |A| would make "had signal" look like value)
+        self._stats.push(used, np.asarray(raw_used, dtype=np.float64))
         head_loss = self._train_head(batch) if p.pass_head else None
         self._push_arms(scaled, is_cur)
         self._updates += 1
