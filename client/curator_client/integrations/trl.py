@@ -56,11 +56,12 @@ generation batch (not per iteration): about 1/3 of one training pass (forward + 
 over those tokens, 1/4 with gradient checkpointing, 1/(3·num_iterations) of the training
 with num_iterations passes. Generation usually dominates a GRPO step, so the extra time
 is (1 − g)/3 of a step where generation takes a share g: ~3% at g = 0.9, ~7% at g = 0.8,
-~17% at g = 0.5. bench/trl_log_ratio_cost.py measures ~9-12% of a step (on/off ratio
-1.09-1.12) on the tiny CPU model, where generation is only ~55-60% of a step, and
-estimates ~1-3% for a 0.5B policy with HF `generate` and ~5-9% with vLLM (64 rollouts of 200 + 512
-tokens, 15-30% MFU on an H100). Memory: the batch's tensors, which TRL holds anyway,
-and a [rows, completion length] float buffer when π_old comes from the loss.
+~17% at g = 0.5. bench/trl_log_ratio_cost.py measures ~9-12% of a step (on/off
+ratio 1.09-1.12) on the tiny CPU model, where generation is only ~55-60% of a step,
+and estimates ~1-3% for a 0.5B policy with HF `generate` and ~5-9% with vLLM (64
+rollouts of 200 + 512 tokens, 15-30% MFU on an H100). Memory: the batch's tensors,
+which TRL holds anyway, and a [rows, completion length] float buffer when π_old comes
+from the loss.
 Set `GRPOConfig(disable_dropout=True)` on a policy with active dropout (a warning says
 so): TRL's π_old forward and this pass both run in train mode, and two independent
 dropout masks add noise to s_i as large as one step's change.
