@@ -49,19 +49,21 @@ def test_oracle_beats_uniform_and_avoids_traps(bank) -> None:
 def test_rewards_only_fallback_does_not_chase_coin_flips() -> None:
     """Rewards without log-ratios on the trap-heavy scenario (30% coin flips): mean |A|
     as the utility fills half the batch with traps; crediting it by the pass rate's
-    movement across visits keeps the curator near the bank's trap share."""
+    movement across visits (and keeping that credit in the run statistics) selects
+    fewer traps than uniform and learns faster."""
     from curator.sim.scenarios import get_scenario
 
     sc = get_scenario("traps")
     trap_bank = sc.make_bank(0)
     cfg = TrainerConfig(steps=150, rewards_only=True)
-    runs = {}
+    runs = {"uniform": simulate_run_direct(trap_bank, sc.features(trap_bank), "uniform",
+                                           seed=11, trainer=cfg, student=sc.student)}
     for fallback in ("trend", "abs_advantage"):
         runs[fallback] = simulate_run_direct(
             trap_bank, sc.features(trap_bank), "actor_curator", seed=11,
             params={"fallback": fallback}, trainer=cfg, student=sc.student)
     share = {k: float(np.mean(r.trap_share[10:])) for k, r in runs.items()}
     assert share["abs_advantage"] > 0.45  # the problem this guards against
-    assert share["trend"] < share["abs_advantage"] - 0.1
-    assert share["trend"] < 0.35  # the bank holds 30%
+    assert share["trend"] < share["uniform"]  # measured 0.26 vs 0.30
     assert runs["trend"].accuracy[-1] > runs["abs_advantage"].accuracy[-1]
+    assert runs["trend"].accuracy[-1] > runs["uniform"].accuracy[-1]
