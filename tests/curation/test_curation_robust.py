@@ -225,3 +225,37 @@ def test_rewards_only_statistics_hold_the_credited_utility_not_mean_abs_advantag
     feats = s._stats.features(np.array([0, 1]), emb[[0, 1]])
     assert feats[1, col] == pytest.approx(0.0, abs=1e-9)
     assert feats[0, col] > 0.5
+
+
+def test_run_statistics_stay_bounded_and_forget_the_least_recently_seen() -> None:
+    """Per-problem records live in `capacity` slots: a long run over a large bank keeps
+    a bounded state (and checkpoint); the problem seen longest ago gives up its slot,
+    and a round trip through state_dict keeps every record and the eviction order."""
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((64, DIM)).astype(np.float32)
+
+    def batch(ids: list[int], reward: float) -> list[Observation]:
+        return [_obs(i, emb[i], 0.0, 0.1, reward) for i in ids]
+
+    stats = RunStats(DIM, n_regions=4, capacity=8)
+    stats.push(batch([0, 1, 2, 3], 0.25))
+    stats.push(batch([4, 5, 6, 7], 0.5))
+    stats.push(batch([0, 1], 0.75))  # 0 and 1 are now the most recently seen
+    assert len(stats) == 8
+    copy_ = RunStats(DIM, n_regions=4)
+    copy_.load_state_dict(stats.state_dict())
+    for s in (stats, copy_):
+        s.push(batch([10, 11, 12], 1.0))  # evicts 2, 3 (update 0) and one of 4..7
+        assert len(s) == 8 and s.capacity == 8
+        assert s.record(2) is None and s.record(3) is None
+        assert s.record(0) is not None and s.record(1) is not None
+        assert sum(s.record(i) is None for i in (4, 5, 6, 7)) == 1
+        assert s.record(10)[0] == pytest.approx(1.0)  # a fresh record, not a reused one
+        assert s.record(0)[0] == pytest.approx(0.25 + 0.5 * (0.75 - 0.25))
+    np.testing.assert_array_equal(stats.state_dict()["problem_values"],
+                                  copy_.state_dict()["problem_values"])
+    assert stats.state_dict()["problem_ids"].shape == (8,)
+    # an evicted problem reads as unseen again
+    feats = stats.features(np.array([2, 0]), emb[[2, 0]])
+    assert feats[0, FEATURE_NAMES.index("seen")] == 0.0
+    assert feats[1, FEATURE_NAMES.index("seen")] == 1.0

@@ -13,6 +13,12 @@ warm-up) and then fixed, so a region's statistics keep their meaning over the ru
 Region sums decay by 2^(−1/half_life) per update (recency-weighted windows); a
 problem's own record is an exponential moving average over its visits.
 
+Per-problem records live in fixed arrays of `capacity` slots (the least recently seen
+problem gives up its slot when a new one needs it), so memory, the checkpoint written
+after every update and the time to copy or load the state stay bounded however long the
+run and however large the bank: 32,768 slots are 1 MB. A problem that lost its slot reads
+as unseen again.
+
 Everything is plain numpy and part of the strategy's state (the API's selection copy
 is loaded from the checkpoint, so what `features` reads must be in `state_dict`).
 """
@@ -42,15 +48,19 @@ N_FEATURES = len(FEATURE_NAMES)
 PRIOR_WEIGHT = 2.0
 EVIDENCE_SCALE = math.log1p(100.0)
 STALENESS_SCALE = math.log1p(1000.0)
+PROBLEM_CAPACITY = 32_768
+# columns of a problem's record
+PASS, NO_SIGNAL, LAST, UTILITY = range(4)
 
 
 class RunStats:
     """Region and problem statistics of one run; see the module doc."""
 
     def __init__(self, dim: int, n_regions: int = 32, half_life: float = 10.0,
-                 problem_ema: float = 0.5) -> None:
-        if n_regions < 1 or half_life <= 0 or not 0 < problem_ema <= 1:
-            raise ValueError("n_regions >= 1, half_life > 0, problem_ema in (0, 1]")
+                 problem_ema: float = 0.5, capacity: int = PROBLEM_CAPACITY) -> None:
+        if n_regions < 1 or half_life <= 0 or not 0 < problem_ema <= 1 or capacity < 1:
+            raise ValueError("n_regions >= 1, half_life > 0, problem_ema in (0, 1], "
+                             "capacity >= 1")
         self.dim = dim
         self.n_regions = n_regions
         self.decay = 0.5 ** (1.0 / half_life)
@@ -60,8 +70,21 @@ class RunStats:
         self.sums = np.zeros((n_regions, 5))
         self.abs_utility = 0.0  # decayed mean |utility| (normaliser)
         self.updates = 0
-        # problem id -> [pass EMA, no-signal EMA, last update index, utility EMA]
-        self.problems: dict[int, list[float]] = {}
+        # per slot: problem id (-1: free) and [pass EMA, no-signal EMA, last update
+        # index, utility EMA]; `_slot` maps a problem id to its slot
+        self.capacity = capacity
+        self._ids = np.full(capacity, -1, dtype=np.int64)
+        self._vals = np.zeros((capacity, 4), dtype=np.float64)
+        self._slot: dict[int, int] = {}
+
+    def record(self, problem_id: int) -> np.ndarray | None:
+        """The problem's [pass EMA, no-signal EMA, last update, utility EMA], or None when
+        the run has not seen it (or it lost its slot). A view: do not modify."""
+        slot = self._slot.get(int(problem_id))
+        return None if slot is None else self._vals[slot]
+
+    def __len__(self) -> int:
+        return len(self._slot)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -84,15 +107,41 @@ class RunStats:
         norm = self.abs_utility if self.abs_utility > 0 else 1.0
         out[:, 2] = np.clip(util / np.maximum(cnt, 1e-9) / norm, -5.0, 5.0) * (cnt > 0)
         out[:, 3] = np.log1p(cnt) / EVIDENCE_SCALE
-        for row, pid in enumerate(problem_ids.tolist()):
-            rec = self.problems.get(pid)
-            if rec is None:
-                out[row, 4:] = (0.0, 0.5, 0.5, 1.0, 0.0)
-            else:
-                since = self.updates - rec[2]
-                out[row, 4:] = (1.0, rec[0], rec[1], math.log1p(since) / STALENESS_SCALE,
-                                max(-5.0, min(5.0, rec[3] / norm)))
+        out[:, 4:] = (0.0, 0.5, 0.5, 1.0, 0.0)  # unseen
+        get = self._slot.get
+        slots = [get(pid, -1) for pid in problem_ids.tolist()]
+        rows = np.array([r for r, sl in enumerate(slots) if sl >= 0], dtype=np.int64)
+        if rows.size:
+            rec = self._vals[np.array([sl for sl in slots if sl >= 0], dtype=np.int64)]
+            out[rows, 4] = 1.0
+            out[rows, 5] = rec[:, PASS]
+            out[rows, 6] = rec[:, NO_SIGNAL]
+            out[rows, 7] = np.log1p(self.updates - rec[:, LAST]) / STALENESS_SCALE
+            out[rows, 8] = np.clip(rec[:, UTILITY] / norm, -5.0, 5.0)
         return out
+
+    def _allocate(self, new_ids: list[int], keep: set[int]) -> None:
+        """Give each of `new_ids` a slot: free slots first, then the least recently seen
+        problems' (never one of `keep`, the batch being folded in)."""
+        used = len(self._slot)
+        free = max(0, self.capacity - used)
+        slots = list(range(used, used + min(free, len(new_ids))))
+        short = len(new_ids) - len(slots)
+        if short > 0:  # every slot is taken: 0..used-1
+            last = self._vals[:used, LAST].copy()
+            for pid in keep:
+                sl = self._slot.get(pid)
+                if sl is not None:
+                    last[sl] = np.inf
+            short = min(short, int(np.isfinite(last).sum()))
+            victims = np.argpartition(last, short - 1)[:short] if short > 0 else []
+            for sl in np.asarray(victims, dtype=np.int64).tolist():
+                del self._slot[int(self._ids[sl])]
+                slots.append(sl)
+        for pid, sl in zip(new_ids, slots):  # beyond capacity within one batch: unrecorded
+            self._ids[sl] = pid
+            self._vals[sl] = (0.0, 0.0, -1.0, 0.0)
+            self._slot[pid] = sl
 
     # -- learning --------------------------------------------------------------------
 
@@ -113,6 +162,11 @@ class RunStats:
             utilities = np.array([np.nan if o.utility is None else o.utility for o in batch])
         u_sum, u_n = 0.0, 0.0
         a = self.problem_ema
+        batch_ids = [int(o.problem_id) for o in batch]
+        fresh = list(dict.fromkeys(p for p in batch_ids if p not in self._slot))
+        if fresh:
+            self._allocate(fresh, set(batch_ids))
+        vals = self._vals
         for o, r, u in zip(batch, reg.tolist(), np.asarray(utilities, dtype=np.float64)):
             row = self.sums[r]
             if math.isfinite(u):
@@ -130,14 +184,17 @@ class RunStats:
             else:
                 no_signal = 0.5
             util_v = float(u) if math.isfinite(u) else 0.0
-            rec = self.problems.get(o.problem_id)
-            if rec is None:
-                self.problems[o.problem_id] = [reward, no_signal, float(self.updates), util_v]
+            sl = self._slot.get(int(o.problem_id))
+            if sl is None:  # more new problems in one batch than slots
+                continue
+            rec = vals[sl]
+            if rec[LAST] < 0:  # first visit (slots are reset to LAST = -1 when taken)
+                rec[:] = (reward, no_signal, float(self.updates), util_v)
             else:
-                rec[0] += a * (reward - rec[0])
-                rec[1] += a * (no_signal - rec[1])
-                rec[2] = float(self.updates)
-                rec[3] += a * (util_v - rec[3])
+                rec[PASS] += a * (reward - rec[PASS])
+                rec[NO_SIGNAL] += a * (no_signal - rec[NO_SIGNAL])
+                rec[LAST] = float(self.updates)
+                rec[UTILITY] += a * (util_v - rec[UTILITY])
         if u_n:  # running normaliser: recency-weighted mean of |u| per update
             m = u_sum / u_n
             self.abs_utility = (m if self.abs_utility == 0.0
@@ -147,15 +204,15 @@ class RunStats:
     # -- state -----------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        ids = list(self.problems)
+        used = len(self._slot)  # slots are filled in order and never freed: 0..used-1
         return {
             "n_regions": int(self.n_regions), "decay": float(self.decay),
             "problem_ema": float(self.problem_ema),
             "centroids": self.centroids.copy(), "sums": self.sums.copy(),
             "abs_utility": float(self.abs_utility), "updates": int(self.updates),
-            "problem_ids": np.array(ids, dtype=np.int64),
-            "problem_values": np.array([self.problems[i] for i in ids],
-                                       dtype=np.float64).reshape(len(ids), 4),
+            "capacity": int(self.capacity),
+            "problem_ids": self._ids[:used].copy(),
+            "problem_values": self._vals[:used].copy(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -166,6 +223,11 @@ class RunStats:
         self.sums = np.asarray(state["sums"], dtype=np.float64).copy()
         self.abs_utility = float(state["abs_utility"])
         self.updates = int(state["updates"])
-        ids = np.asarray(state["problem_ids"]).tolist()
-        vals = np.asarray(state["problem_values"], dtype=np.float64).tolist()
-        self.problems = {int(i): list(v) for i, v in zip(ids, vals)}
+        ids = np.asarray(state["problem_ids"], dtype=np.int64)
+        vals = np.asarray(state["problem_values"], dtype=np.float64).reshape(len(ids), 4)
+        self.capacity = max(int(state.get("capacity", PROBLEM_CAPACITY)), len(ids))
+        self._ids = np.full(self.capacity, -1, dtype=np.int64)
+        self._vals = np.zeros((self.capacity, 4), dtype=np.float64)
+        self._ids[:len(ids)] = ids
+        self._vals[:len(ids)] = vals
+        self._slot = {int(p): i for i, p in enumerate(ids.tolist())}

@@ -323,10 +323,10 @@ class ActorCuratorStrategy:
         mean_abs = float(o.utility)  # type: ignore[arg-type]
         if self.params.fallback == "abs_advantage":
             return mean_abs
-        rec = self._stats.problems.get(o.problem_id)
+        rec = self._stats.record(o.problem_id)
         if rec is None or o.mean_reward is None or not math.isfinite(o.mean_reward):
             return 0.0
-        return mean_abs * max(-1.0, min(1.0, (float(o.mean_reward) - rec[0]) / 0.25))
+        return mean_abs * max(-1.0, min(1.0, (float(o.mean_reward) - float(rec[0])) / 0.25))
 
     def _region_credit(self, embeddings: list[np.ndarray]) -> np.ndarray:
         """Weight 1/(items of the batch in the item's region), times the uniform
