@@ -5,7 +5,10 @@ when it holds at most `sample` problems, else a uniform sample of that size draw
 seed fixed per bank, so repeated calls (and different runs on the same bank) score the
 same problems. There is no stored per-step distribution over the bank; the history's
 "selected share by field" is the share of each metadata value among the problems the
-run actually selected at that step (its ticket items).
+run actually selected at that step (its ticket items), read from the per-ticket counts
+the worker records with each history point (`history.selected_by`, see
+curator/runs/selected_by.py); points recorded before those existed are counted from their
+ticket items.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker, undefer
 
 from curator.admin.schemas import (
     DistributionPublic,
@@ -37,9 +41,8 @@ from curator.bank.store import EmbeddingStore
 from curator.curation.sampler import entropy, softmax
 from curator.curation.types import Pool, Strategy
 from curator.db.models import Bank, HistoryPoint, Problem, Run, Ticket, TicketItem
+from curator.runs.selected_by import OTHER_VALUE, field_counts, group_value
 
-NONE_VALUE = "(none)"
-OTHER_VALUE = "(other)"
 PROMPT_CHARS = 280
 _IN_CHUNK = 2000  # bound on IN-list parameters per query (SQLite and PostgreSQL)
 _FIELDS_PROBE = 500  # problems read to list metadata fields when no `by` is asked
@@ -56,12 +59,6 @@ def _aware(ts: datetime | None) -> datetime | None:
     if ts is not None and ts.tzinfo is None:
         return ts.replace(tzinfo=timezone.utc)
     return ts
-
-
-def group_value(meta: dict | None, field: str) -> str:
-    """A metadata value as a group label: stringified, missing → "(none)"."""
-    value = (meta or {}).get(field)
-    return NONE_VALUE if value is None else str(value)
 
 
 def scored_positions(bank: Bank, sample: int) -> np.ndarray:
@@ -177,10 +174,13 @@ def history(*, session: Session, run: Run, after: int | None = None, limit: int 
     `after` pages forward (steps > after); `tail` instead returns the last `limit` points.
     With `by`, each point carries the share of each metadata value among the step's
     selected problems; values outside the `max_values` largest overall become "(other)".
+    A field that none of the page's selected problems carries gives empty shares.
     """
     query = (select(HistoryPoint, Ticket.pool_size)
              .outerjoin(Ticket, Ticket.id == HistoryPoint.ticket_id)
              .where(HistoryPoint.run_id == run.id))
+    if by is not None:
+        query = query.options(undefer(HistoryPoint.selected_by))
     if after is not None:
         query = query.where(HistoryPoint.step > after)
     if tail:
@@ -195,17 +195,21 @@ def history(*, session: Session, run: Run, after: int | None = None, limit: int 
     points = [_point(h, pool) for h, pool in rows]
     values: list[str] = []
     if by is not None and rows:
-        per_ticket, values = _selected_shares(session, run.bank_id,
-                                              [h.ticket_id for h, _ in rows], by, max_values)
+        per_ticket, values = _selected_shares(
+            session, run.bank_id, [(h.ticket_id, h.selected_by) for h, _ in rows], by,
+            max_values)
         for point, (h, _) in zip(points, rows):
             point.selected_by = per_ticket.get(h.ticket_id, {})
     return HistoryPage(run_id=run.id, by=by, values=values, points=points, total=total,
                        next_after=points[-1].step if more else None)
 
 
-def _selected_shares(session: Session, bank_id: int, ticket_ids: list[str], field: str,
-                     max_values: int) -> tuple[dict[str, dict[str, float]], list[str]]:
+def _joined_counts(session: Session, bank_id: int, ticket_ids: list[str],
+                   field: str) -> tuple[dict[str, Counter[str]], bool]:
+    """Per-ticket value counts from the tickets' items joined with their problems (points
+    without a stored aggregate), and whether any of those problems carries the field."""
     counts: dict[str, Counter[str]] = {}
+    known = False
     for i in range(0, len(ticket_ids), _IN_CHUNK):
         chunk = ticket_ids[i:i + _IN_CHUNK]
         for tid, meta in session.execute(
@@ -213,22 +217,47 @@ def _selected_shares(session: Session, bank_id: int, ticket_ids: list[str], fiel
                 .join(Problem, (Problem.bank_id == bank_id)
                       & (Problem.position == TicketItem.problem_id))
                 .where(TicketItem.ticket_id.in_(chunk))):
+            known = known or field in (meta or {})
             counts.setdefault(tid, Counter())[group_value(meta, field)] += 1
+    return counts, known
+
+
+def _selected_shares(session: Session, bank_id: int,
+                     points: list[tuple[str, dict[str, Any] | None]], field: str,
+                     max_values: int) -> tuple[dict[str, dict[str, float]], list[str]]:
+    counts: dict[str, Counter[str]] = {}
+    known = False
+    missing = []
+    for tid, aggregate in points:
+        found = field_counts(aggregate, field)
+        if found is None:
+            missing.append(tid)
+        elif found[0]:
+            counts[tid] = found[0]
+            known = known or found[1]
+    if missing:
+        joined, joined_known = _joined_counts(session, bank_id, missing, field)
+        counts.update(joined)
+        known = known or joined_known
+    if not known:  # no selected problem on the page has the field: nothing to share out
+        return {}, []
     overall: Counter[str] = Counter()
     for c in counts.values():
         total = sum(c.values())
-        overall.update({k: v / total for k, v in c.items()})
+        overall.update({k: v / total for k, v in c.items() if k != OTHER_VALUE})
     ranked = sorted(overall, key=lambda k: (-overall[k], k))
     keep = set(ranked[:max_values])
-    values = ranked[:max_values] + ([OTHER_VALUE] if len(ranked) > max_values else [])
     shares = {}
+    other = False
     for tid, c in counts.items():
         total = sum(c.values())
         row: dict[str, float] = {}
         for k, v in c.items():
             key = k if k in keep else OTHER_VALUE
+            other = other or key == OTHER_VALUE
             row[key] = row.get(key, 0.0) + v / total
         shares[tid] = row
+    values = ranked[:max_values] + ([OTHER_VALUE] if other else [])
     return shares, values
 
 

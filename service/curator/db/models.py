@@ -154,3 +154,7 @@ class HistoryPoint(Base):
     curator_share: Mapped[float | None] = mapped_column(Float, nullable=True)
     extra: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The ticket's selected items counted by metadata value (curator/runs/selected_by.py);
+    # NULL for points recorded before migration 0003. Deferred: only history(by=...) reads it.
+    selected_by: Mapped[dict | None] = mapped_column(JSON(none_as_null=True), nullable=True,
+                                                     deferred=True)

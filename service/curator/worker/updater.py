@@ -32,6 +32,7 @@ from curator.db.models import (
     TicketItem,
     utcnow,
 )
+from curator.runs.selected_by import selected_counts
 from curator.runs.snapshots import load_strategy
 
 log = logging.getLogger("curator.worker")
@@ -160,7 +161,8 @@ class Updater:
                                    model_version=version, n_items=len(batch), loss=stats.loss,
                                    mean_utility=stats.mean_utility, mean_reward=stats.mean_reward,
                                    entropy=ticket.pool_entropy, curator_share=curator_share,
-                                   extra=dict(stats.extra)))
+                                   extra=dict(stats.extra),
+                                   selected_by=selected_counts(s, bank.id, ticket_id)))
                 try:
                     s.commit()
                 except Exception:

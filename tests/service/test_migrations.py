@@ -1,0 +1,104 @@
+"""Alembic migrations on real SQLite and PostgreSQL: head matches the ORM models, 0003
+upgrades a database holding history recorded before it, and downgrades cleanly."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+
+from curator.admin import views
+from curator.cli import MIGRATIONS_DIR
+from curator.db.models import Base, Run
+from curator.db.session import make_session_factory
+from tests.conftest import PG_HOST, PG_PORT, PG_USER, postgres_available
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_url(request, tmp_path) -> Iterator[str]:
+    """An empty database (not migrated) on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'm.db'}"
+        return
+    if not postgres_available():
+        pytest.skip(f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT}")
+    import psycopg
+
+    name = f"curator_mig_{uuid.uuid4().hex[:10]}"
+    admin = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def alembic(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def history_columns(engine) -> set[str]:
+    return {c["name"] for c in inspect(engine).get_columns("history")}
+
+
+def test_0003_keeps_old_history_readable(empty_url):
+    cfg = alembic(empty_url)
+    command.upgrade(cfg, "0002")
+    engine = create_engine(empty_url)
+    try:
+        assert "selected_by" not in history_columns(engine)
+        with engine.begin() as conn:  # a run with one applied ticket, recorded at 0002
+            conn.execute(text(
+                "INSERT INTO banks (id, name, embedder, dim, size, created_at) "
+                "VALUES (1, 'b', 'hash', 4, 6, CURRENT_TIMESTAMP)"))
+            for pos in range(6):
+                meta = json.dumps({"group": pos % 2} if pos < 5 else {})
+                conn.execute(text(
+                    "INSERT INTO problems (bank_id, position, external_id, prompt, metadata, "
+                    "embedding) VALUES (1, :pos, :ext, 'p', :meta, :emb)"),
+                    {"pos": pos, "ext": f"p{pos}", "meta": meta, "emb": b"\0" * 16})
+            conn.execute(text(
+                "INSERT INTO runs (id, bank_id, strategy, params, seed, token_hash, revoked, "
+                "cursor, step, model_version, stats, created_at) VALUES (1, 1, 'uniform', "
+                "'{}', 0, 'x', false, 4, 1, 1, '{}', CURRENT_TIMESTAMP)"))
+            conn.execute(text(
+                "INSERT INTO tickets (id, run_id, step, model_version, pool_size, state, "
+                "accepted, attempts, created_at) VALUES ('t1', 1, 1, 0, 6, 'applied', 4, 0, "
+                "CURRENT_TIMESTAMP)"))
+            for rank, pos in enumerate([0, 1, 2, 5]):
+                conn.execute(text(
+                    "INSERT INTO ticket_items (ticket_id, problem_id, rank, logit, propensity, "
+                    "source) VALUES ('t1', :pos, :rank, 0, 0.25, 'explore')"),
+                    {"pos": pos, "rank": rank})
+            conn.execute(text(
+                "INSERT INTO history (run_id, ticket_id, step, model_version, n_items, extra, "
+                "created_at) VALUES (1, 't1', 1, 1, 4, '{}', CURRENT_TIMESTAMP)"))
+
+        command.upgrade(cfg, "head")
+        assert "selected_by" in history_columns(engine)
+        with engine.connect() as conn:  # the ORM models match the migrated schema
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+            assert conn.scalar(text("SELECT selected_by FROM history")) is None
+        with make_session_factory(engine)() as s:
+            page = views.history(session=s, run=s.get(Run, 1), by="group")
+            assert page.points[0].selected_by == pytest.approx(
+                {"0": 0.5, "1": 0.25, "(none)": 0.25})  # counted from the ticket's items
+
+        command.downgrade(cfg, "0002")
+        assert "selected_by" not in history_columns(engine)
+        with engine.connect() as conn:
+            assert conn.scalar(text("SELECT count(*) FROM history")) == 1
+        command.upgrade(cfg, "head")
+        assert "selected_by" in history_columns(engine)
+    finally:
+        engine.dispose()
