@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export CURATOR_DATA_DIR ?= data
 
-.PHONY: run test test-fast lint bench bench-sim bench-scale bench-load install clean
+.PHONY: run test test-fast lint bench bench-sim bench-scale bench-loop bench-load install clean
 
 $(VENV)/.installed: pyproject.toml client/pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,14 @@ bench-sim: install
 
 bench-scale: install   # ~12 min: 10k / 100k / 1M problems
 	$(PY) bench/scale.py
+
+# select inside a training loop (select → feedback → applied → select), 5 strategies ×
+# 10k/100k/1M × SQLite and PostgreSQL + Redis (needs PostgreSQL on 127.0.0.1:5432), plus
+# the admin history endpoints on a 10,000-step run. Long: 10k+100k × both took 16 min on
+# the 2-core box, 1M on SQLite 6 more (PostgreSQL's 1M import much longer).
+# Quick (10k, SQLite, ~1.5 min): make bench-loop ARGS=--quick
+bench-loop: install
+	$(PY) bench/loop_latency.py $(ARGS)
 
 bench-load: install    # needs PostgreSQL; starts its own Redis, 2 APIs and 2 workers
 	$(PY) bench/load.py
