@@ -58,5 +58,5 @@ bench-loop: install
 bench-load: install    # needs PostgreSQL; starts its own Redis, 2 APIs and 2 workers
 	$(PY) bench/load.py
 
-clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+clean:   # also the default data dir (dev database, banks, admin token)
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis data

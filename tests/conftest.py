@@ -36,7 +36,20 @@ def postgres_available() -> bool:
 
 
 def redis_available() -> bool:
-    return _reachable("127.0.0.1", 6379)
+    from urllib.parse import urlsplit
+
+    url = urlsplit(REDIS_URL)
+    return _reachable(url.hostname or "127.0.0.1", url.port or 6379)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say so, on a line of its own, when the dashboard's browser test did not run."""
+    for report in terminalreporter.stats.get("skipped", []):
+        if "test_admin_browser.py" in report.nodeid and isinstance(report.longrepr, tuple):
+            reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+            terminalreporter.write_line(f"browser test not run: {reason}", yellow=True,
+                                        bold=True)
+            return
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 
 from curator.api.errors import install_error_handlers
 from curator.api.limits import BodySizeLimit
@@ -117,9 +118,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await state.queue.close()
             state.engine.dispose()
 
-    app = FastAPI(title="Curator", version="0.1.0", lifespan=lifespan,
-                  summary="Curriculum-as-a-service for RL post-training (Actor-Curator)",
-                  generate_unique_id_function=_operation_id)
+    # /docs and /redoc with Swagger UI and ReDoc served from the installed package
+    # (fastapi-offline), not a CDN: they work on an offline cluster.
+    app = FastAPIOffline(title="Curator", version="0.1.0", lifespan=lifespan,
+                         summary="Curriculum-as-a-service for RL post-training (Actor-Curator)",
+                         generate_unique_id_function=_operation_id)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(banks.router, responses=ERROR_RESPONSES)

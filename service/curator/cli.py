@@ -15,15 +15,60 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def migrate(settings: Settings) -> None:
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # before the import: it logs
     from alembic import command
     from alembic.config import Config
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", settings.sqlalchemy_url.replace("%", "%%"))
     command.upgrade(cfg, "head")
+
+
+def schema_problem(settings: Settings, *, unreachable_ok: bool = False) -> str | None:
+    """None when the database is at the newest schema; else one line saying what to run.
+
+    `unreachable_ok`: a database that cannot be reached now is not reported (a server may
+    start before its PostgreSQL and report it in /readyz)."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # before the import: it logs
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url = make_url(settings.sqlalchemy_url)
+    where = _safe_url(settings.sqlalchemy_url)
+    if (url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+            and not Path(url.database).exists()):
+        return f"no database at {where} yet: run `curator migrate` first"
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            current = set(MigrationContext.configure(conn).get_current_heads())
+    except SQLAlchemyError as exc:
+        if unreachable_ok:
+            return None
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        return f"cannot open the database at {where}: {reason}"
+    finally:
+        engine.dispose()
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    script = ScriptDirectory.from_config(cfg)
+    heads = set(script.get_heads())
+    if not current:
+        return f"the database at {where} has no Curator tables yet: run `curator migrate` first"
+    if current != heads:
+        known = {rev.revision for rev in script.walk_revisions()}
+        if not current <= known:
+            return (f"the database at {where} is at schema {', '.join(sorted(current))}, "
+                    f"newer than this curator knows: upgrade curator")
+        return (f"the database at {where} is at schema {', '.join(sorted(current))}, this "
+                f"curator needs {', '.join(sorted(heads))}: run `curator migrate` first")
+    return None
 
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -45,14 +90,21 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.migrate:
         migrate(settings)
+    elif problem := schema_problem(settings, unreachable_ok=True):
+        print(f"curator serve: {problem} (or pass --migrate)", file=sys.stderr)
+        return 2
     if args.demo:
         _load_demo(settings, quiet=True)
+    from_env = bool(settings.admin_token)
     token, generated = settings.ensure_admin_token()
     settings.admin_token = token
     url = f"http://{args.host}:{args.port}"
     print(f"Curator listening on {url}  (docs: {url}/docs)")
-    where = f" (saved in {settings.data_dir / 'admin_token'})" if not generated else ""
-    print(f"admin token: {token}{where}")
+    if from_env:  # the operator set it: no file is involved, and it is not echoed
+        print("admin token: from CURATOR_ADMIN_TOKEN")
+    else:
+        kept = "generated, saved in" if generated else "saved in"
+        print(f"admin token: {token} ({kept} {settings.data_dir / 'admin_token'})")
     print(f"database: {_safe_url(settings.sqlalchemy_url)}; queue: "
           f"{'redis' if settings.redis_url else 'in-process'}", flush=True)
     uvicorn.run(create_app(settings), host=args.host, port=args.port,
@@ -176,6 +228,9 @@ def _cmd_bank_import(args: argparse.Namespace, settings: Settings) -> int:
     if not path.exists():
         print(f"no such file: {path}", file=sys.stderr)
         return 2
+    if problem := schema_problem(settings):
+        print(f"curator bank import: {problem}", file=sys.stderr)
+        return 2
     sf, bank = _open_bank(settings, args.bank, args.embedder, args.dim, args.create)
     fields = FieldMap(external_id=args.id_field, prompt=args.prompt_field,
                       answer=args.answer_field or None, embedding=args.embedding_field or None,
@@ -188,41 +243,111 @@ def _cmd_bank_import(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# One line per setting in config.Settings, shown by `curator --help` (a test keeps this
+# list and Settings in step).
+ENV_HELP = {
+    "mode": "dev | production (production will not start without an admin token)",
+    "data_dir": "SQLite file, dev admin token, embedding stores, FAISS indexes",
+    "database_url": "e.g. postgresql+psycopg://user@host/db (unset: SQLite in the data dir)",
+    "redis_url": "e.g. redis://host:6379/0: queue for `curator worker`s (unset: in-process)",
+    "admin_token": "admin bearer token (dev: generated once into DATA_DIR/admin_token)",
+    "device": "auto (CUDA when present) | cpu | cuda | cuda:N",
+    "torch_threads": "torch intra-op threads on CPU (0: torch's default)",
+    "embedded_worker": "run the feedback worker inside the API process",
+    "max_body_bytes": "larger request bodies are refused with 413",
+    "max_batch_size": "largest batch_size a select may ask for",
+    "max_pool_size": "largest candidate pool a select may ask for",
+    "max_problems_per_request": "most problems one POST /v1/banks/{bank}/problems may add",
+    "default_pool_size": "candidate pool when a select names none (at least batch_size)",
+    "ticket_ttl_s": "feedback for an older ticket is refused with 410 (0: never)",
+    "max_apply_attempts": "apply errors before a ticket is set aside as failed",
+    "hash_embedder_dim": "dimension of a new `hash` bank when none is given",
+    "feedback_stream": "Redis stream that carries feedback to the workers",
+    "worker_group": "Redis consumer group of the workers",
+    "log_level": "debug | info | warning | error",
+    "extra_admin_tokens": 'JSON list of further admin tokens, e.g. \'["old"]\' (rotation)',
+}
+
+
+def _env_epilog() -> str:
+    lines = ["environment (read by every command; empty counts as unset):"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = "" if default is None else f" (default: {default})"
+        lines.append(f"  {'CURATOR_' + name.upper():<32} {ENV_HELP.get(name, '')}{shown}")
+    return "\n".join(lines)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("curator-service")
+    except PackageNotFoundError:  # run from a source tree that was not installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="curator", description=__doc__)
+    raw = argparse.RawDescriptionHelpFormatter
+    see_env = "Settings come from CURATOR_* environment variables: see `curator --help`."
+    p = argparse.ArgumentParser(prog="curator", description=__doc__, epilog=_env_epilog(),
+                                formatter_class=raw)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="start the API (embedded worker unless Redis is set)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--migrate", action="store_true", help="run migrations first")
-    serve.add_argument("--demo", action="store_true", help="load the demo bank first")
+    def command(parent, name: str, help: str, **kw) -> argparse.ArgumentParser:
+        return parent.add_parser(name, help=help, description=help, epilog=see_env, **kw)
+
+    serve = command(sub, "serve", "start the API (embedded worker unless Redis is set)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on; 0.0.0.0 for every interface "
+                            "(default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8000,
+                       help="TCP port (default: %(default)s)")
+    serve.add_argument("--migrate", action="store_true",
+                       help="upgrade the database schema first (as `curator migrate`)")
+    serve.add_argument("--demo", action="store_true",
+                       help="load the 4,000-problem demo bank first (as `curator bank demo`)")
     serve.set_defaults(fn=_cmd_serve)
 
-    worker = sub.add_parser("worker", help="run a feedback worker (needs CURATOR_REDIS_URL)")
+    worker = command(sub, "worker", "run a feedback worker (needs CURATOR_REDIS_URL)")
     worker.set_defaults(fn=_cmd_worker)
 
-    mig = sub.add_parser("migrate", help="upgrade the database to the newest schema")
+    mig = command(sub, "migrate", "create or upgrade the database to the newest schema")
     mig.set_defaults(fn=_cmd_migrate)
 
-    bank = sub.add_parser("bank", help="bank tools").add_subparsers(dest="bank_cmd",
-                                                                   required=True)
-    imp = bank.add_parser("import", help="import JSONL, Parquet or a datasets directory")
-    imp.add_argument("file")
+    bank = command(sub, "bank", "bank tools: import problems, load the demo bank")
+    banks = bank.add_subparsers(dest="bank_cmd", required=True)
+    imp = command(banks, "import", "import JSONL, Parquet or a Hugging Face datasets directory")
+    imp.add_argument("file", help="a .jsonl/.json file, a .parquet file, or a directory "
+                                  "written by datasets' save_to_disk")
     imp.add_argument("--bank", required=True, help="bank name")
     imp.add_argument("--create", action="store_true", help="create the bank if missing")
-    imp.add_argument("--embedder", default="hash", choices=["hash", "minilm", "provided"])
-    imp.add_argument("--dim", type=int, default=None)
-    imp.add_argument("--id-field", default="id")
-    imp.add_argument("--prompt-field", default="prompt")
-    imp.add_argument("--answer-field", default="answer")
-    imp.add_argument("--embedding-field", default="embedding")
+    imp.add_argument("--embedder", default="hash", choices=["hash", "minilm", "provided"],
+                     help="for a new bank: hash (no model), minilm (extra `embed`, dim 384) "
+                          "or provided (vectors in --embedding-field) (default: %(default)s)")
+    imp.add_argument("--dim", type=int, default=None,
+                     help="embedding dimension of a new bank (default: "
+                          "CURATOR_HASH_EMBEDDER_DIM for hash, 384 for minilm; "
+                          "required for provided)")
+    imp.add_argument("--id-field", default="id",
+                     help="column with each problem's external id, dotted for nested "
+                          "columns (rows without it get row-N) (default: %(default)s)")
+    imp.add_argument("--prompt-field", default="prompt",
+                     help="column with the prompt (default: %(default)s)")
+    imp.add_argument("--answer-field", default="answer",
+                     help="column with the reference answer; '' for none "
+                          "(default: %(default)s)")
+    imp.add_argument("--embedding-field", default="embedding",
+                     help="column with provided vectors; '' for none (default: %(default)s)")
     imp.add_argument("--metadata-fields", default=None,
                      help="comma-separated columns kept as metadata (default: all others)")
-    imp.add_argument("--batch-size", type=int, default=5000)
+    imp.add_argument("--batch-size", type=int, default=5000,
+                     help="rows read and embedded at a time (default: %(default)s)")
     imp.set_defaults(fn=_cmd_bank_import)
-    demo = bank.add_parser("demo", help="load the generated demo bank")
-    demo.add_argument("-n", type=int, default=4000)
+    demo = command(banks, "demo", "load the generated demo bank (migrates the database first)")
+    demo.add_argument("-n", type=int, default=4000,
+                      help="problems in the demo bank (default: %(default)s)")
     demo.set_defaults(fn=_cmd_bank_demo)
 
     try:

@@ -31,7 +31,8 @@ LEVELS = ["easy", "medium", "hard", "olympiad"]
 ROUNDS = 16
 
 if not Path(CHROMIUM).exists():
-    pytest.skip(f"no Chromium at {CHROMIUM} (CI installs Debian's `chromium` in .ci/run)",
+    pytest.skip(f"no Chromium at {CHROMIUM}: `sudo apt-get install chromium` (Debian; "
+                f"CI does so in .ci/run), or set CURATOR_TEST_CHROMIUM to a Chromium binary",
                 allow_module_level=True)
 playwright_sync = pytest.importorskip(
     "playwright.sync_api", reason="the `playwright` package is not installed (dev extra)")

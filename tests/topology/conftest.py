@@ -13,7 +13,7 @@ from tests.conftest import ADMIN, REDIS_URL, redis_available
 @pytest.fixture
 def topology_env(pg_database, tmp_path) -> Iterator[dict[str, str]]:
     if not redis_available():
-        pytest.skip("Redis not reachable at 127.0.0.1:6379 (CI starts it in .ci/run)")
+        pytest.skip(f"Redis not reachable at {REDIS_URL} (CI starts it in .ci/run)")
     from tests.conftest import _truncate_pg
 
     _truncate_pg(pg_database)
