@@ -17,8 +17,11 @@ from curator.api.routes import admin, banks, health, runs
 from curator.api.schemas import ErrorResponse
 from curator.bank.files import BankFiles
 from curator.config import Settings
+from curator.curation.types import Strategy
+from curator.db.models import Bank, Run
 from curator.db.session import make_engine, make_session_factory
-from curator.runs.snapshots import SnapshotCache
+from curator.runs.prescore import prescore_into
+from curator.runs.snapshots import SnapshotCache, selection_copy
 from curator.state import AppState
 from curator.worker.loop import run_worker
 from curator.worker.queue import InProcessQueue, RedisStreamQueue
@@ -59,24 +62,35 @@ def build_state(settings: Settings) -> AppState:
                                  settings.worker_group)
     else:
         queue = InProcessQueue()
-    updater = (Updater(session_factory, files, device,
-                       max_attempts=settings.max_apply_attempts)
-               if settings.embedded_worker else None)
+    snapshots = SnapshotCache(session_factory, device)
+    updater = None
+    if settings.embedded_worker:
+        def hand_over(run: Run, bank: Bank, version: int, strategy: Strategy) -> None:
+            """New weights reach selection without a database read, and the next pool
+            is scored before its select comes."""
+            copy = selection_copy(strategy, run, bank.dim, device)
+            snapshots.put(run.id, version, copy)
+            prescore_into(snapshots, copy, version, run.id, session_factory, files)
+
+        updater = Updater(session_factory, files, device,
+                          max_attempts=settings.max_apply_attempts, on_applied=hand_over)
     return AppState(settings=settings, engine=engine, session_factory=session_factory,
-                    files=files, snapshots=SnapshotCache(session_factory, device), queue=queue,
+                    files=files, snapshots=snapshots, queue=queue,
                     updater=updater, device=device,
                     admin_tokens=[admin, *settings.extra_admin_tokens])
 
 
 async def preload_versions(state: AppState) -> None:
     """Load each announced curator version before the next select needs it."""
-    from curator.db.models import Run
-
     def load(run_id: int, version: int) -> None:
+        if state.snapshots.scored_version(run_id) == version:  # this process applied it
+            return
         with state.session_factory() as s:
             run = s.get(Run, run_id)
         if run is not None:
-            state.snapshots.get(run, version)
+            strategy = state.snapshots.get(run, version)
+            prescore_into(state.snapshots, strategy, version, run_id, state.session_factory,
+                          state.files)
 
     while not state.stop.is_set():
         try:

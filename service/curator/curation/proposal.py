@@ -125,3 +125,18 @@ def pool_positions(start: int, count: int, n: int, seed: int) -> np.ndarray:
     if first.size == positions.size:
         return positions
     return positions[np.sort(first)]
+
+
+def claim_pool(start: int, m: int, n: int, seed: int) -> tuple[np.ndarray, int]:
+    """The m distinct bank positions a claim at counter `start` gets, and how far it
+    advances the counter: past m when repeats at an epoch boundary were dropped and the
+    pool was topped up from the following counters. Requires m <= n."""
+    if m > n:
+        raise ValueError("a pool cannot hold more than the bank")
+    positions = pool_positions(start, m, n, seed)
+    used = m
+    while positions.size < m:
+        more = pool_positions(start + used, m - positions.size, n, seed)
+        used += m - positions.size
+        positions = np.concatenate([positions, more[~np.isin(more, positions)]])
+    return positions, used

@@ -1,4 +1,4 @@
-"""Select: proposal → scorer → sampler → ticket. DESIGN.md §2."""
+"""Select: proposal → scorer → sampler → ticket (docs/design.md §2)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from curator.bank.files import BankFiles
-from curator.bank.ingest import payload_fetcher, row_fetcher
-from curator.curation.proposal import pool_positions
+from curator.bank.ingest import payload_fetcher
+from curator.curation.proposal import claim_pool
 from curator.curation.sampler import entropy, sample
-from curator.curation.types import Pool
-from curator.db.models import Bank, Problem, Run, Ticket, TicketItem
+from curator.db.models import Bank, Run, Ticket, TicketItem
+from curator.runs.prescore import pool_logits
 from curator.runs.snapshots import SnapshotCache
 
 
@@ -95,19 +95,6 @@ def _more(session: Session, run_id: int, count: int) -> int:
         .returning(Run.cursor)).scalar_one() - count
 
 
-def categories_for(session: Session, bank_id: int, positions: np.ndarray,
-                   field: str) -> list[str | None]:
-    rows = dict(session.execute(
-        select(Problem.position, Problem.meta)
-        .where(Problem.bank_id == bank_id, Problem.position.in_([int(p) for p in positions]))
-    ).all())
-    out: list[str | None] = []
-    for p in positions:
-        value = (rows.get(int(p)) or {}).get(field)
-        out.append(None if value is None else str(value))
-    return out
-
-
 def select_batch(*, session_factory: sessionmaker[Session], run: Run, bank: Bank,
                  batch_size: int, pool_size: int, files: BankFiles,
                  snapshots: SnapshotCache) -> SelectResult:
@@ -122,37 +109,33 @@ def select_batch(*, session_factory: sessionmaker[Session], run: Run, bank: Bank
         raise SelectError(f"batch_size {batch_size} exceeds pool_size {m}",
                           {"batch_size": batch_size, "pool_size": m})
 
-    store = files.store(bank.id, bank.dim)
-    store.sync(n, row_fetcher(session_factory, bank.id))
-
+    # One transaction: cursor claim, ticket and items commit together (a 2xx select is
+    # durable; a failed one leaves the cursor where it was). On a prescored pool
+    # (runs/prescore.py) nothing is scored here; otherwise the pool is scored inside the
+    # transaction, which holds the run's row (PostgreSQL) or the write lock (SQLite)
+    # for that long.
     with session_factory() as s:
         start, step, version = _claim(s, run.id, m)
-        positions = pool_positions(start, m, n, run.seed)
-        while positions.size < m:  # repeats at an epoch boundary were dropped: take more
-            extra = _more(s, run.id, m - positions.size)
-            more = pool_positions(extra, m - positions.size, n, run.seed)
-            positions = np.concatenate([positions, more[~np.isin(more, positions)]])
-        s.commit()
+        positions, used = claim_pool(start, m, n, run.seed)
+        if used > m:  # an epoch boundary: the top-up's counters are this claim's too
+            _more(s, run.id, used - m)
 
-    strategy = snapshots.get(run, version)
-    categories = None
-    if strategy.category_field:
-        with session_factory() as s:
-            categories = categories_for(s, bank.id, positions, strategy.category_field)
-    embeddings = (store.lookup(positions) if getattr(strategy, "uses_embeddings", True)
-                  else np.zeros((positions.size, 0), dtype=np.float32))
-    pool = Pool(problem_ids=positions.astype(np.int64), embeddings=embeddings,
-                categories=categories)
-    logits = np.asarray(strategy.logits(pool), dtype=np.float64)
-    rng = np.random.default_rng([run.seed, step])
-    selection = sample(logits if strategy.active() else None, batch_size, rng,
-                       pool_size=int(positions.size), top_p=strategy.top_p,
-                       temperature=strategy.temperature,
-                       explore=float(getattr(strategy, "explore_share", 0.0)))
-    chosen = positions[selection.indices]
+        scores = snapshots.take_scores(run.id, version, start, n, positions)
+        if scores is not None:
+            logits, active = scores.logits, scores.active
+            top_p, temperature, explore = scores.top_p, scores.temperature, scores.explore
+        else:
+            strategy = snapshots.get(run, version)
+            logits = pool_logits(strategy, session_factory, files, bank, positions)
+            active, top_p, temperature = strategy.active(), strategy.top_p, strategy.temperature
+            explore = float(getattr(strategy, "explore_share", 0.0))
+        rng = np.random.default_rng([run.seed, step])
+        selection = sample(logits if active else None, batch_size, rng,
+                           pool_size=int(positions.size), top_p=top_p,
+                           temperature=temperature, explore=explore)
+        chosen = positions[selection.indices]
 
-    ticket_id = uuid.uuid4().hex
-    with session_factory() as s:
+        ticket_id = uuid.uuid4().hex
         s.add(Ticket(id=ticket_id, run_id=run.id, step=step, model_version=version,
                      pool_size=int(m), pool_entropy=float(entropy(selection.pool_probs)),
                      state="issued"))

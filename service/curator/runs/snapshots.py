@@ -1,7 +1,11 @@
-"""Strategy snapshots per run and model version, loaded from checkpoints (hot reload).
+"""Strategy snapshots per run and model version, for selection.
 
-The API selects with the newest checkpointed version; the worker trains its own copy.
-Both load the same way, so a restart or another replica resumes from the database.
+The API selects with the newest version; the worker trains its own copy. A version
+reaches the cache by one of three roads, the first two off the request path: the
+in-process worker hands a selection copy over right after its commit (`put`); a replica
+loads an announced version in the background; or a select that finds nothing newer
+loads the checkpoint itself (`get`). The cache also keeps each run's prescored next pool
+(runs/prescore.py).
 """
 
 from __future__ import annotations
@@ -16,10 +20,20 @@ from curator.curation.checkpoint import loads
 from curator.curation.strategies import build_strategy
 from curator.curation.types import Strategy
 from curator.db.models import Bank, Checkpoint, Run
+from curator.runs.prescore import Prescored
 
 
 def fresh_strategy(run: Run, dim: int, device: str) -> Strategy:
     return build_strategy(run.strategy, dict(run.params), dim=dim, seed=run.seed, device=device)
+
+
+def selection_copy(strategy: Strategy, run: Run, dim: int, device: str) -> Strategy:
+    """An independent copy of `strategy` for selection (the worker goes on training the
+    original): a fresh build loaded with its state, as a checkpoint load would be, without
+    the serialisation."""
+    copy = fresh_strategy(run, dim, device)
+    copy.load_state_dict(strategy.state_dict())
+    return copy
 
 
 def load_strategy(session: Session, run: Run, version: int, dim: int, device: str) -> Strategy:
@@ -43,7 +57,10 @@ class SnapshotCache:
         self._device = device
         self._size = size
         self._items: OrderedDict[int, tuple[int, Strategy]] = OrderedDict()
+        self._scores: OrderedDict[int, Prescored] = OrderedDict()
         self._lock = threading.Lock()
+        self.prescored_hits = 0  # selects that used a prescored pool
+        self.prescored_misses = 0  # selects that scored their pool inline
 
     def get(self, run: Run, version: int) -> Strategy:
         with self._lock:
@@ -63,6 +80,48 @@ class SnapshotCache:
                     self._items.popitem(last=False)
             return self._items[run.id][1]
 
+    def put(self, run_id: int, version: int, strategy: Strategy) -> None:
+        """Install `strategy` as the run's selection copy at `version` unless the cache
+        already holds that version or a newer one."""
+        with self._lock:
+            current = self._items.get(run_id)
+            if current is None or current[0] < version:
+                self._items[run_id] = (version, strategy)
+            self._items.move_to_end(run_id)
+            while len(self._items) > self._size:
+                evicted, _ = self._items.popitem(last=False)
+                self._scores.pop(evicted, None)
+
+    def put_scores(self, run_id: int, scores: Prescored) -> None:
+        """Keep the run's prescored next pool (replacing an older version's)."""
+        with self._lock:
+            current = self._scores.get(run_id)
+            if current is None or (current.version, current.start) <= (scores.version,
+                                                                      scores.start):
+                self._scores[run_id] = scores
+                self._scores.move_to_end(run_id)
+                while len(self._scores) > self._size:
+                    self._scores.popitem(last=False)
+
+    def take_scores(self, run_id: int, version: int, start: int, bank_size: int,
+                    positions) -> Prescored | None:
+        """The run's prescored pool if it is exactly this claim's (see prescore.py);
+        a prescored pool is used at most once."""
+        with self._lock:
+            scores = self._scores.get(run_id)
+            if scores is None or not scores.matches(version, start, bank_size, positions):
+                self.prescored_misses += 1
+                return None
+            del self._scores[run_id]
+            self.prescored_hits += 1
+            return scores
+
+    def scored_version(self, run_id: int) -> int | None:
+        """The model version of the run's prescored pool, if one is waiting."""
+        with self._lock:
+            scores = self._scores.get(run_id)
+            return None if scores is None else scores.version
+
     def cached_version(self, run_id: int) -> int | None:
         with self._lock:
             hit = self._items.get(run_id)
@@ -71,3 +130,4 @@ class SnapshotCache:
     def forget(self, run_id: int) -> None:
         with self._lock:
             self._items.pop(run_id, None)
+            self._scores.pop(run_id, None)

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,12 +57,24 @@ class Applied:
     skipped: bool = False
 
 
+AppliedHook = Callable[[Run, Bank, int, Strategy], None]
+
+
 class Updater:
-    """Holds the training copy of each run's strategy between tickets."""
+    """Holds the training copy of each run's strategy between tickets.
+
+    `on_applied(run, bank, version, strategy)`, when set, runs after each commit, under
+    the run's lock and before the next update can touch `strategy`: the embedded server
+    uses it to hand a selection copy to the API and score the next pool ahead
+    (runs/prescore.py). It must not keep `strategy` itself. Its failure is logged, not
+    raised: the ticket is applied either way.
+    """
 
     def __init__(self, session_factory: sessionmaker[Session], files: BankFiles,
-                 device: str = "cpu", cache_size: int = 32, max_attempts: int = 5) -> None:
+                 device: str = "cpu", cache_size: int = 32, max_attempts: int = 5,
+                 on_applied: AppliedHook | None = None) -> None:
         self.max_attempts = max_attempts
+        self.on_applied = on_applied
         self._sf = session_factory
         self._files = files
         self._device = device
@@ -172,7 +185,14 @@ class Updater:
             except Exception as exc:
                 s.rollback()
                 raise ApplyError(ticket_id) from exc
-        return Applied(ticket_id, run_id, version, time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        if self.on_applied is not None:
+            try:
+                self.on_applied(run, bank, version, strategy)
+            except Exception:
+                log.exception("after applying %s: handing version %d over failed",
+                              ticket_id, version)
+        return Applied(ticket_id, run_id, version, seconds)
 
     def _observations(self, s: Session, bank: Bank, ticket_id: str,
                       category_field: str | None) -> tuple[list[Observation], float]:

@@ -1,0 +1,118 @@
+"""Score a run's next candidate pool ahead of its select.
+
+In a training loop every select follows an applied update, so every select would meet a
+new model version and score its pool on the request path. But the next pool is known
+before the select comes: it is `claim_pool(cursor, m, n, seed)`, with the run's
+cursor as the last claim left it and m the pool size the trainer used last time. So
+whoever holds the new version — the in-process worker right after its commit, or a
+replica when a separate worker announces the version — scores that pool at once and
+leaves the logits, with what the sampler needs from that version, in the
+`SnapshotCache`. The select uses them only if its claim returns the same version, start,
+pool size and bank size (and the pool needed no top-up at an epoch boundary); anything
+else scores inline as before, so a stale guess costs nothing but the wasted work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from curator.bank.files import BankFiles
+from curator.bank.ingest import row_fetcher
+from curator.curation.proposal import claim_pool
+from curator.curation.types import Pool, Strategy
+from curator.db.models import Bank, Problem, Run, Ticket
+
+if TYPE_CHECKING:
+    from curator.runs.snapshots import SnapshotCache
+
+
+@dataclass(frozen=True)
+class Prescored:
+    """Logits of one pool under one model version, and that version's sampler settings."""
+
+    version: int
+    start: int
+    bank_size: int
+    positions: np.ndarray  # int64 [m]
+    logits: np.ndarray  # float64 [m]
+    active: bool
+    top_p: float
+    temperature: float
+    explore: float
+
+    def matches(self, version: int, start: int, bank_size: int, positions: np.ndarray) -> bool:
+        return (self.version == version and self.start == start
+                and self.bank_size == bank_size and self.positions.shape == positions.shape
+                and bool(np.array_equal(self.positions, positions)))
+
+
+def categories_for(session: Session, bank_id: int, positions: np.ndarray,
+                   field: str) -> list[str | None]:
+    """Each position's metadata value of `field` (a string, or None when absent)."""
+    rows = dict(session.execute(
+        select(Problem.position, Problem.meta)
+        .where(Problem.bank_id == bank_id, Problem.position.in_([int(p) for p in positions]))
+    ).all())
+    out: list[str | None] = []
+    for p in positions:
+        value = (rows.get(int(p)) or {}).get(field)
+        out.append(None if value is None else str(value))
+    return out
+
+
+def pool_logits(strategy: Strategy, session_factory: sessionmaker[Session], files: BankFiles,
+                bank: Bank, positions: np.ndarray) -> np.ndarray:
+    """The strategy's logits over the pool at `positions` (embeddings and categories as
+    the select reads them)."""
+    categories = None
+    if strategy.category_field:
+        with session_factory() as s:
+            categories = categories_for(s, bank.id, positions, strategy.category_field)
+    if getattr(strategy, "uses_embeddings", True):
+        store = files.store(bank.id, bank.dim)
+        store.sync(bank.size, row_fetcher(session_factory, bank.id))
+        embeddings = store.lookup(positions)
+    else:
+        embeddings = np.zeros((positions.size, 0), dtype=np.float32)
+    pool = Pool(problem_ids=positions.astype(np.int64), embeddings=embeddings,
+                categories=categories)
+    return np.asarray(strategy.logits(pool), dtype=np.float64)
+
+
+def prescore_next(strategy: Strategy, version: int, run_id: int,
+                  session_factory: sessionmaker[Session], files: BankFiles) -> Prescored | None:
+    """Score the run's next pool with `strategy` (the run's model at `version`).
+
+    None when there is nothing to guess from (no ticket yet) or the run is gone.
+    """
+    with session_factory() as s:
+        row = s.execute(select(Run.cursor, Run.seed, Run.bank_id).where(Run.id == run_id)).first()
+        if row is None:
+            return None
+        cursor, seed, bank_id = row
+        m = s.scalar(select(Ticket.pool_size).where(Ticket.run_id == run_id)
+                     .order_by(Ticket.step.desc()).limit(1))
+        bank = s.get(Bank, bank_id)
+        if m is None or bank is None or bank.size == 0:
+            return None
+        s.expunge(bank)
+    m = min(int(m), bank.size)
+    positions, _ = claim_pool(int(cursor), m, bank.size, int(seed))
+    logits = pool_logits(strategy, session_factory, files, bank, positions)
+    return Prescored(version=version, start=int(cursor), bank_size=bank.size,
+                     positions=positions, logits=logits, active=bool(strategy.active()),
+                     top_p=float(strategy.top_p), temperature=float(strategy.temperature),
+                     explore=float(getattr(strategy, "explore_share", 0.0)))
+
+
+def prescore_into(snapshots: SnapshotCache, strategy: Strategy, version: int, run_id: int,
+                  session_factory: sessionmaker[Session], files: BankFiles) -> None:
+    """`prescore_next` and keep the result in the snapshot cache."""
+    scores = prescore_next(strategy, version, run_id, session_factory, files)
+    if scores is not None:
+        snapshots.put_scores(run_id, scores)
