@@ -17,11 +17,10 @@ from curator.api.routes import admin, banks, health, runs
 from curator.api.schemas import ErrorResponse
 from curator.bank.files import BankFiles
 from curator.config import Settings
-from curator.curation.types import Strategy
-from curator.db.models import Bank, Run
+from curator.db.models import Run
 from curator.db.session import make_engine, make_session_factory
-from curator.runs.prescore import prescore_into
-from curator.runs.snapshots import SnapshotCache, selection_copy
+from curator.runs.prescore import SelectionHandover, prescore_into
+from curator.runs.snapshots import SnapshotCache
 from curator.state import AppState
 from curator.worker.loop import run_worker
 from curator.worker.queue import InProcessQueue, RedisStreamQueue
@@ -65,15 +64,9 @@ def build_state(settings: Settings) -> AppState:
     snapshots = SnapshotCache(session_factory, device)
     updater = None
     if settings.embedded_worker:
-        def hand_over(run: Run, bank: Bank, version: int, strategy: Strategy) -> None:
-            """New weights reach selection without a database read, and the next pool
-            is scored before its select comes."""
-            copy = selection_copy(strategy, run, bank.dim, device)
-            snapshots.put(run.id, version, copy)
-            prescore_into(snapshots, copy, version, run.id, session_factory, files)
-
         updater = Updater(session_factory, files, device,
-                          max_attempts=settings.max_apply_attempts, on_applied=hand_over)
+                          max_attempts=settings.max_apply_attempts,
+                          handover=SelectionHandover(snapshots, session_factory, files, device))
     return AppState(settings=settings, engine=engine, session_factory=session_factory,
                     files=files, snapshots=snapshots, queue=queue,
                     updater=updater, device=device,

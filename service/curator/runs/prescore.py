@@ -116,3 +116,40 @@ def prescore_into(snapshots: SnapshotCache, strategy: Strategy, version: int, ru
     scores = prescore_next(strategy, version, run_id, session_factory, files)
     if scores is not None:
         snapshots.put_scores(run_id, scores)
+
+
+class SelectionHandover:
+    """The embedded worker's handover of each new version to the API (worker.Handover).
+
+    Before the commit, with the training copy: score the next pool and build a selection
+    copy; after it, publish both (two dictionary writes), so a select that sees the new
+    version finds its pool scored and never reads the checkpoint. A select arriving
+    between the commit and the publish waits for it (`SnapshotCache.expect`).
+    """
+
+    def __init__(self, snapshots: SnapshotCache, session_factory: sessionmaker[Session],
+                 files: BankFiles, device: str) -> None:
+        self.snapshots = snapshots
+        self._sf = session_factory
+        self._files = files
+        self._device = device
+
+    def prepare(self, run: Run, bank: Bank, version: int,
+                strategy: Strategy) -> tuple[Strategy, Prescored | None]:
+        from curator.runs.snapshots import selection_copy
+
+        scores = prescore_next(strategy, version, run.id, self._sf, self._files)
+        return selection_copy(strategy, run, bank.dim, self._device), scores
+
+    def expect(self, run_id: int, version: int) -> None:
+        self.snapshots.expect(run_id, version)
+
+    def publish(self, run_id: int, version: int, prepared: object | None) -> None:
+        try:
+            if prepared is not None:
+                copy, scores = prepared  # type: ignore[misc]
+                self.snapshots.put(run_id, version, copy)
+                if scores is not None:
+                    self.snapshots.put_scores(run_id, scores)
+        finally:
+            self.snapshots.delivered(run_id, version)

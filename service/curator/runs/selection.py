@@ -15,7 +15,7 @@ from curator.bank.files import BankFiles
 from curator.bank.ingest import payload_fetcher
 from curator.curation.proposal import claim_pool
 from curator.curation.sampler import entropy, sample
-from curator.db.models import Bank, Run, Ticket, TicketItem
+from curator.db.models import Bank, Run, Ticket, TicketItem, utcnow
 from curator.runs.prescore import pool_logits
 from curator.runs.snapshots import SnapshotCache
 
@@ -82,10 +82,11 @@ def _claim(session: Session, run_id: int, count: int) -> tuple[int, int, int]:
     One UPDATE … RETURNING: row-locked on PostgreSQL, database-locked on SQLite, so
     concurrent selects on any replica get disjoint counter ranges.
     """
-    cursor, step, version = session.execute(
-        update(Run).where(Run.id == run_id)
-        .values(cursor=Run.cursor + count, step=Run.step + 1)
-        .returning(Run.cursor, Run.step, Run.model_version)).one()
+    runs = Run.__table__  # Core, not the ORM's bulk-update path: this is the hot path
+    cursor, step, version = session.connection().execute(
+        update(runs).where(runs.c.id == run_id)
+        .values(cursor=runs.c.cursor + count, step=runs.c.step + 1)
+        .returning(runs.c.cursor, runs.c.step, runs.c.model_version)).one()
     return cursor - count, step, version
 
 
@@ -114,6 +115,7 @@ def select_batch(*, session_factory: sessionmaker[Session], run: Run, bank: Bank
     # (runs/prescore.py) nothing is scored here; otherwise the pool is scored inside the
     # transaction, which holds the run's row (PostgreSQL) or the write lock (SQLite)
     # for that long.
+    snapshots.wait_pending(run.id)  # a new version being handed over: take it, not race it
     with session_factory() as s:
         start, step, version = _claim(s, run.id, m)
         positions, used = claim_pool(start, m, n, run.seed)
@@ -136,10 +138,10 @@ def select_batch(*, session_factory: sessionmaker[Session], run: Run, bank: Bank
         chosen = positions[selection.indices]
 
         ticket_id = uuid.uuid4().hex
-        s.add(Ticket(id=ticket_id, run_id=run.id, step=step, model_version=version,
-                     pool_size=int(m), pool_entropy=float(entropy(selection.pool_probs)),
-                     state="issued"))
-        s.flush()
+        s.connection().execute(Ticket.__table__.insert().values(
+            id=ticket_id, run_id=run.id, step=step, model_version=version, pool_size=int(m),
+            pool_entropy=float(entropy(selection.pool_probs)), state="issued", accepted=0,
+            attempts=0, created_at=utcnow()))
         insert_items(s, [
             (ticket_id, int(pid), rank, float(logits[idx]), float(prop), src)
             for rank, (pid, idx, prop, src) in enumerate(

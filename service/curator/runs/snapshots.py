@@ -59,6 +59,7 @@ class SnapshotCache:
         self._items: OrderedDict[int, tuple[int, Strategy]] = OrderedDict()
         self._scores: OrderedDict[int, Prescored] = OrderedDict()
         self._lock = threading.Lock()
+        self._pending: dict[int, tuple[int, threading.Event]] = {}
         self.prescored_hits = 0  # selects that used a prescored pool
         self.prescored_misses = 0  # selects that scored their pool inline
 
@@ -91,6 +92,28 @@ class SnapshotCache:
             while len(self._items) > self._size:
                 evicted, _ = self._items.popitem(last=False)
                 self._scores.pop(evicted, None)
+
+    def expect(self, run_id: int, version: int) -> None:
+        """A handover of `version` is coming (called before the worker's commit makes the
+        version visible): selects of the run wait for it rather than racing it."""
+        with self._lock:
+            self._pending[run_id] = (version, threading.Event())
+
+    def delivered(self, run_id: int, version: int) -> None:
+        """The handover of `version` is done (or failed): release waiting selects."""
+        with self._lock:
+            pending = self._pending.get(run_id)
+            if pending is not None and pending[0] <= version:
+                del self._pending[run_id]
+                pending[1].set()
+
+    def wait_pending(self, run_id: int, timeout: float = 5.0) -> None:
+        """Block until the run's announced handover is delivered (at most `timeout`):
+        it costs what scoring inline would, and spares the checkpoint read."""
+        with self._lock:
+            pending = self._pending.get(run_id)
+        if pending is not None:
+            pending[1].wait(timeout)
 
     def put_scores(self, run_id: int, scores: Prescored) -> None:
         """Keep the run's prescored next pool (replacing an older version's)."""

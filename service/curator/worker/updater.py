@@ -11,8 +11,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from sqlalchemy import delete, select, update
@@ -57,24 +57,35 @@ class Applied:
     skipped: bool = False
 
 
-AppliedHook = Callable[[Run, Bank, int, Strategy], None]
+class Handover(Protocol):
+    """Hands each new version to selection (the embedded server's SelectionHandover).
+
+    `prepare` runs after the update and before any write of the apply's transaction, under
+    the run's lock (nothing else touches `strategy` then; it must not keep it); `expect`
+    just before the commit that makes `version` visible; `publish` right after it, with
+    what `prepare` returned (None when it or the commit failed).
+    """
+
+    def prepare(self, run: Run, bank: Bank, version: int, strategy: Strategy) -> object: ...
+
+    def expect(self, run_id: int, version: int) -> None: ...
+
+    def publish(self, run_id: int, version: int, prepared: object | None) -> None: ...
 
 
 class Updater:
     """Holds the training copy of each run's strategy between tickets.
 
-    `on_applied(run, bank, version, strategy)`, when set, runs after each commit, under
-    the run's lock and before the next update can touch `strategy`: the embedded server
-    uses it to hand a selection copy to the API and score the next pool ahead
-    (runs/prescore.py). It must not keep `strategy` itself. Its failure is logged, not
-    raised: the ticket is applied either way.
+    With a `handover` (the embedded server), each new version also goes to the API's
+    selection directly, with its next pool already scored; a handover failure is
+    logged, not raised: the ticket is applied either way.
     """
 
     def __init__(self, session_factory: sessionmaker[Session], files: BankFiles,
                  device: str = "cpu", cache_size: int = 32, max_attempts: int = 5,
-                 on_applied: AppliedHook | None = None) -> None:
+                 handover: Handover | None = None) -> None:
         self.max_attempts = max_attempts
-        self.on_applied = on_applied
+        self.handover = handover
         self._sf = session_factory
         self._files = files
         self._device = device
@@ -153,6 +164,7 @@ class Updater:
                     self._cache.pop(run.id, None)  # the in-memory copy may be half-updated
                     raise
                 version = run.model_version + 1
+                prepared = self._prepare(run, bank, version, strategy)
                 blob = dumps(strategy.state_dict())
                 s.add(Checkpoint(run_id=run.id, version=version, blob=blob))
                 s.execute(delete(Checkpoint).where(
@@ -176,23 +188,36 @@ class Updater:
                                    entropy=ticket.pool_entropy, curator_share=curator_share,
                                    extra=dict(stats.extra),
                                    selected_by=selected_counts(s, bank.id, ticket_id)))
+                if self.handover is not None:
+                    self.handover.expect(run.id, version)
                 try:
                     s.commit()
                 except Exception:
                     self._cache.pop(run.id, None)
+                    self._publish(run.id, version, None)
                     raise
+                self._publish(run.id, version, prepared)
                 self._cache[run.id] = (version, strategy)
             except Exception as exc:
                 s.rollback()
                 raise ApplyError(ticket_id) from exc
-        seconds = time.perf_counter() - t0
-        if self.on_applied is not None:
+        return Applied(ticket_id, run_id, version, time.perf_counter() - t0)
+
+    def _prepare(self, run: Run, bank: Bank, version: int, strategy: Strategy) -> object:
+        if self.handover is None:
+            return None
+        try:
+            return self.handover.prepare(run, bank, version, strategy)
+        except Exception:
+            log.exception("preparing the handover of run %d v%d failed", run.id, version)
+            return None
+
+    def _publish(self, run_id: int, version: int, prepared: object | None) -> None:
+        if self.handover is not None:
             try:
-                self.on_applied(run, bank, version, strategy)
+                self.handover.publish(run_id, version, prepared)
             except Exception:
-                log.exception("after applying %s: handing version %d over failed",
-                              ticket_id, version)
-        return Applied(ticket_id, run_id, version, seconds)
+                log.exception("handing run %d v%d over failed", run_id, version)
 
     def _observations(self, s: Session, bank: Bank, ticket_id: str,
                       category_field: str | None) -> tuple[list[Observation], float]:
