@@ -86,3 +86,19 @@ def test_summarise_group_matches_the_numpy_definitions():
     a = 0.5 / (0.5 + 1e-6)  # (r - mean) / (std + eps) with mean = std = 0.5
     expected = (a * np.exp(0.1) - a * np.exp(-0.2) - a * np.exp(0.0) + a * np.exp(0.05)) / 4
     assert u == pytest.approx(expected)
+
+
+def test_utility_window_forgets_the_least_recently_pushed_problem_beyond_its_bound() -> None:
+    from curator.curation.utility import UtilityWindow
+
+    w = UtilityWindow(horizon=2, max_problems=3)
+    for pid, u in [(1, 1.0), (2, 2.0), (3, 3.0), (1, 5.0)]:  # 1 pushed again: 2 is oldest
+        w.push(pid, u)
+    assert w.push(4, 4.0) == 4.0
+    assert len(w) == 3 and w.mean(2) is None
+    assert w.mean(1) == 3.0 and w.mean(3) == 3.0
+    copy = UtilityWindow(horizon=2, max_problems=3)
+    copy.load_state_dict(w.state_dict())
+    for win in (w, copy):  # the order survives a round trip: 3 is now the oldest
+        win.push(5, 0.0)
+        assert win.mean(3) is None and win.mean(1) == 3.0

@@ -89,24 +89,35 @@ def summarise_group(
 
 
 class UtilityWindow:
-    """Per-problem window of the last `horizon` utilities of a run.
+    """Per-problem window of the last `horizon` utilities of a run, for at most
+    `max_problems` problems (the least recently pushed one is forgotten beyond that, so
+    the state and the checkpoint stay bounded on long runs over large banks).
 
     Values are kept in short python lists rather than deques: a run can touch hundreds
     of thousands of problems and an empty deque alone costs ~600 bytes.
     """
 
-    def __init__(self, horizon: int = 10) -> None:
+    def __init__(self, horizon: int = 10, max_problems: int = 32_768) -> None:
         if horizon < 1:
             raise ValueError("horizon must be >= 1")
+        if max_problems < 1:
+            raise ValueError("max_problems must be >= 1")
         self.horizon = horizon
-        self._values: dict[int, list[float]] = {}
+        self.max_problems = max_problems
+        self._values: dict[int, list[float]] = {}  # least recently pushed first
 
     def __len__(self) -> int:
         return len(self._values)
 
     def push(self, problem_id: int, value: float) -> float:
         """Record `value` for `problem_id`; return the mean of its window."""
-        vals = self._values.setdefault(int(problem_id), [])
+        pid = int(problem_id)
+        vals = self._values.pop(pid, None)
+        if vals is None:
+            vals = []
+            while len(self._values) >= self.max_problems:
+                del self._values[next(iter(self._values))]
+        self._values[pid] = vals  # now the most recently pushed
         vals.append(float(value))
         if len(vals) > self.horizon:
             del vals[: len(vals) - self.horizon]
