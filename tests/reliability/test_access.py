@@ -1,4 +1,4 @@
-"""Access (DESIGN §3): admin token vs run tokens, on real SQLite and PostgreSQL.
+"""Access (docs/design.md §3): admin token vs run tokens, on real SQLite and PostgreSQL.
 
 * run tokens are stored as SHA-256 hashes only, compared with hmac.compare_digest;
 * a run token works for its own run only (another run → 403) and never for an admin

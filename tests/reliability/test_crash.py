@@ -1,4 +1,4 @@
-"""Crash safety against real processes on PostgreSQL + Redis (DESIGN §3 "Nothing is lost").
+"""Crash safety against real processes on PostgreSQL + Redis (docs/design.md §3).
 
 Each test works on its own run of the shared `deployment` (API + worker processes over a
 private redis-server) and checks, in the database, that every reported ticket ends

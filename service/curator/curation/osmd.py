@@ -1,4 +1,4 @@
-"""Clipped OSMD loss for the curator update (DESIGN §2).
+"""Clipped OSMD loss for the curator update (docs/design.md §4).
 
 The negative-entropy mirror step p_{t+1} ∝ p_t·exp(ηÛ), taken in parameter space with
 a PPO-style proximal clip on the ratio of the new to the behaviour distribution, both

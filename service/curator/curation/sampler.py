@@ -1,6 +1,6 @@
 """Select B of the M pool candidates: curator nucleus draws plus a uniform floor.
 
-Implements DESIGN §2 "Sampling": q = softmax(z / τ); the nucleus is the m top-ranked
+Implements docs/design.md §4 "Sampling": q = softmax(z / τ); the nucleus is the m top-ranked
 candidates whose cumulative q mass is ≤ top_p; min(m, B) items are drawn from it by
 multinomial on q without replacement, and the rest of B is filled uniformly from the
 candidates not drawn (exploration floor). Every item carries its propensity and source

@@ -1,6 +1,6 @@
 """Small torch networks over problem embeddings, and device selection.
 
-The default curator scorer is an MLP over the embedding (DESIGN §2: cheap on a CPU,
+The default curator scorer is an MLP over the embedding (docs/design.md §4: cheap on a CPU,
 instant on a GPU); its last layer starts at zero so a new curator is exactly uniform.
 """
 

@@ -1,4 +1,4 @@
-"""Bandit reward for the curator: realised policy improvement Û(x) (DESIGN §2).
+"""Bandit reward for the curator: realised policy improvement Û(x) (docs/design.md §4).
 
 Û(x) = (1/G) Σ_i A_i·s_i with GRPO advantages A_i and the actor's length-normalised
 probability ratio s_i; without ratios the fallback is mean |A_i|. Û is averaged over the
@@ -157,7 +157,7 @@ def scale(
     "amplify" (default) multiplies by a fixed factor (paper: 1000, the raw signal is
     tiny) and keeps the absolute level: a batch where nothing improved stays near zero
     and barely moves the curator. "standardize" ((u − mean)/(std + 1e-8) within the
-    batch) discards that level and pushes half of any batch up; DESIGN §2 found it
+    batch) discards that level and pushes half of any batch up; bench/curator_log.md found it
     markedly worse, so it is only an option.
     """
     u = np.asarray(values, dtype=np.float64)

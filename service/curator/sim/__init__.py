@@ -1,4 +1,4 @@
-"""Simulator: evidence that a curriculum works, without an LLM (DESIGN §6).
+"""Simulator: evidence that a curriculum works, without an LLM (docs/design.md §5).
 
 A synthetic student (student.py) with per-skill abilities learns by a GRPO-like rule
 from problems of a synthetic bank (bank.py: skills, difficulties, coin-flip traps,

@@ -1,4 +1,4 @@
-"""Synthetic problem bank for the simulator (DESIGN §6).
+"""Synthetic problem bank for the simulator (docs/design.md §5).
 
 A bank is N problems in K skills. Every problem has a skill k, a true difficulty d (on
 the same logit scale as the student's abilities), a kind, and a feature vector that the

@@ -1,4 +1,4 @@
-"""Synthetic student: per-skill abilities learned by a GRPO-like rule (DESIGN §6).
+"""Synthetic student: per-skill abilities learned by a GRPO-like rule (docs/design.md §5).
 
 Model
 -----

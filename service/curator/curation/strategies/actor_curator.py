@@ -1,5 +1,5 @@
 """`actor_curator`: a neural curator trained online by clipped OSMD on the realised
-policy improvement Û (Actor-Curator, arXiv 2602.20532; DESIGN §2)."""
+policy improvement Û (Actor-Curator, arXiv 2602.20532; docs/design.md §4)."""
 
 from __future__ import annotations
 
