@@ -19,7 +19,7 @@ from curator.bank.files import BankFiles
 from curator.config import Settings
 from curator.db.models import Run
 from curator.db.session import make_engine, make_session_factory
-from curator.runs.prescore import SelectionHandover, prescore_into
+from curator.runs.prescore import Prescored, SelectionHandover, prescore_into
 from curator.runs.snapshots import SnapshotCache
 from curator.state import AppState
 from curator.worker.loop import run_worker
@@ -74,22 +74,39 @@ def build_state(settings: Settings) -> AppState:
 
 
 async def preload_versions(state: AppState) -> None:
-    """Load each announced curator version before the next select needs it."""
-    def load(run_id: int, version: int) -> None:
-        if state.snapshots.scored_version(run_id) == version:  # this process applied it
-            return
-        with state.session_factory() as s:
-            run = s.get(Run, run_id)
-        if run is not None:
-            strategy = state.snapshots.get(run, version)
-            prescore_into(state.snapshots, strategy, version, run_id, state.session_factory,
-                          state.files)
+    """Take each version a separate worker announces: its prescored next pool at once,
+    so the select that follows scores nothing, then (for runs this replica serves) the
+    model itself, in the background, for selects the prescored pool does not fit."""
+
+    def load(run_id: int, version: int, scored: bool) -> None:
+        try:
+            with state.session_factory() as s:
+                run = s.get(Run, run_id)
+            if run is not None:
+                strategy = state.snapshots.get(run, version)
+                if not scored:
+                    prescore_into(state.snapshots, strategy, version, run_id,
+                                  state.session_factory, state.files)
+        finally:
+            state.snapshots.delivered(run_id, version)
 
     while not state.stop.is_set():
         try:
-            async for run_id, version in state.queue.versions():
+            async for run_id, version, payload in state.queue.versions():
+                if state.snapshots.scored_version(run_id) == version:
+                    continue  # this process applied it (an embedded worker) or has it
+                scored = False
+                if payload:
+                    try:
+                        state.snapshots.put_scores(run_id, Prescored.decode(payload))
+                        scored = True
+                    except (ValueError, KeyError, TypeError):
+                        log.warning("unreadable prescored pool for run %d v%d", run_id,
+                                    version)
                 if state.snapshots.cached_version(run_id) is not None:  # runs we serve
-                    await asyncio.to_thread(load, run_id, version)
+                    if not scored:  # selects wait for this rather than load it twice
+                        state.snapshots.expect(run_id, version)
+                    await asyncio.to_thread(load, run_id, version, scored)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -37,3 +37,45 @@ async def test_put_and_get_survive_a_redis_restart(own_redis):
         assert q.lost_stream  # tells the worker loop to re-queue reported tickets
     finally:
         await q.close()
+
+
+async def test_a_version_announcement_carries_the_prescored_pool(own_redis):
+    """A separate worker announces each version with its next pool already scored; the
+    API replica reads back exactly those logits (and old-style announcements still
+    parse)."""
+    import asyncio
+
+    import numpy as np
+
+    from curator.runs.prescore import Prescored
+
+    scores = Prescored(version=7, start=4096, bank_size=10_000,
+                       positions=np.array([5, 9_999, 0, 17], dtype=np.int64),
+                       logits=np.array([0.25, -1e-9, 3.5, -7.0]), active=True, top_p=0.9,
+                       temperature=0.5, explore=0.125)
+    pub = RedisStreamQueue(own_redis.url, "curator:q-ann", "g")
+    sub = RedisStreamQueue(own_redis.url, "curator:q-ann", "g")
+    got: list[tuple[int, int, str | None]] = []
+
+    async def listen() -> None:
+        async for item in sub.versions():
+            got.append(item)
+            if len(got) == 2:
+                return
+
+    try:
+        task = asyncio.create_task(listen())
+        await asyncio.sleep(0.2)  # subscribed
+        await pub.announce(3, 6)
+        await pub.announce(3, 7, scores.encode())
+        await asyncio.wait_for(task, 5.0)
+    finally:
+        await pub.close()
+        await sub.close()
+    assert got[0] == (3, 6, None)
+    run_id, version, payload = got[1]
+    back = Prescored.decode(payload)
+    assert (run_id, version) == (3, 7)
+    assert back.matches(7, 4096, 10_000, scores.positions)
+    np.testing.assert_array_equal(back.logits, scores.logits)
+    assert (back.active, back.top_p, back.temperature, back.explore) == (True, 0.9, 0.5, 0.125)

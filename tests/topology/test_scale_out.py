@@ -94,3 +94,49 @@ def test_two_apis_two_workers_apply_every_ticket_once(topology_env, tmp_path):
     finally:
         for p in procs:
             p.stop()
+
+
+def _select_pools(url: str) -> dict[str, float]:
+    import httpx
+
+    text = httpx.get(url + "/metrics", timeout=10).text
+    return {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith("curator_select_pools{")}
+
+
+def test_a_separate_worker_announces_the_next_pool_scored(topology_env, tmp_path):
+    """In a training loop (each select after the previous update is applied) with the
+    worker in its own process, the API takes each version's next pool scored by the
+    worker from the announcement: the selects score nothing and load no checkpoint."""
+    procs = []
+    try:
+        api, url = start_api(topology_env, tmp_path / "api.log")
+        procs += [api, start_worker(topology_env, tmp_path / "worker.log")]
+        rng = np.random.default_rng(1)
+        with Client(url, token=ADMIN) as admin:
+            bank = admin.create_bank("prescored", embedder="provided", dim=8)
+            vecs = rng.standard_normal((400, 8))
+            admin.add_problems(bank.bank_id, [
+                {"external_id": f"s{i}", "prompt": f"problem {i}", "embedding": vecs[i].tolist()}
+                for i in range(400)])
+            created = admin.create_run(bank.bank_id, strategy="actor_curator",
+                                       params={"dormant_steps": 1}, seed=3)
+        before = _select_pools(url)
+        steps = 8
+        with Client(url) as client:
+            run = client.run(created.run_id, created.token)
+            for step in range(steps):
+                batch = run.select(batch_size=16, pool_size=48)
+                assert batch.model_version == step
+                batch.report([{"problem_id": p.problem_id, "rewards": [1.0, 0.0, 0.0, 1.0],
+                               "log_ratios": [0.01, -0.01, 0.0, 0.02]} for p in batch.problems])
+                wait_for(lambda s=step: run.info().model_version == s + 1, 60,
+                         f"version {step + 1} applied")
+        after = _select_pools(url)
+        ahead = after["ahead"] - before.get("ahead", 0.0)
+        inline = after["inline"] - before.get("inline", 0.0)
+        # the first select has no previous update; at most one announcement may be late
+        assert ahead >= steps - 2 and ahead + inline == steps, (ahead, inline)
+    finally:
+        for p in procs:
+            p.stop()

@@ -14,6 +14,8 @@ else scores inline as before, so a stale guess costs nothing but the wasted work
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,6 +46,28 @@ class Prescored:
     top_p: float
     temperature: float
     explore: float
+
+    def encode(self) -> str:
+        """One line of text for a pub/sub announcement (about 44 kB for a 2,048 pool)."""
+        return json.dumps({
+            "version": self.version, "start": self.start, "bank_size": self.bank_size,
+            "active": self.active, "top_p": self.top_p, "temperature": self.temperature,
+            "explore": self.explore,
+            "positions": base64.b64encode(self.positions.astype("<i8").tobytes()).decode(),
+            "logits": base64.b64encode(self.logits.astype("<f8").tobytes()).decode()})
+
+    @classmethod
+    def decode(cls, text: str) -> Prescored:
+        d = json.loads(text)
+        positions = np.frombuffer(base64.b64decode(d["positions"]), dtype="<i8")
+        logits = np.frombuffer(base64.b64decode(d["logits"]), dtype="<f8")
+        if positions.shape != logits.shape:
+            raise ValueError("prescored positions and logits differ in length")
+        return cls(version=int(d["version"]), start=int(d["start"]),
+                   bank_size=int(d["bank_size"]), positions=positions.astype(np.int64),
+                   logits=logits.astype(np.float64), active=bool(d["active"]),
+                   top_p=float(d["top_p"]), temperature=float(d["temperature"]),
+                   explore=float(d["explore"]))
 
     def matches(self, version: int, start: int, bank_size: int, positions: np.ndarray) -> bool:
         return (self.version == version and self.start == start
@@ -144,12 +168,17 @@ class SelectionHandover:
     def expect(self, run_id: int, version: int) -> None:
         self.snapshots.expect(run_id, version)
 
-    def publish(self, run_id: int, version: int, prepared: object | None) -> None:
+    def publish(self, run_id: int, version: int, prepared: object | None) -> str | None:
+        """Install the copy and the scores; the scores also go out with the version's
+        announcement, for API replicas in other processes."""
         try:
-            if prepared is not None:
-                copy, scores = prepared  # type: ignore[misc]
-                self.snapshots.put(run_id, version, copy)
-                if scores is not None:
-                    self.snapshots.put_scores(run_id, scores)
+            if prepared is None:
+                return None
+            copy, scores = prepared  # type: ignore[misc]
+            self.snapshots.put(run_id, version, copy)
+            if scores is None:
+                return None
+            self.snapshots.put_scores(run_id, scores)
+            return scores.encode()
         finally:
             self.snapshots.delivered(run_id, version)

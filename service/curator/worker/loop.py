@@ -96,7 +96,7 @@ async def run_worker(queue: FeedbackQueue, updater: Updater, stop: asyncio.Event
             log.warning("could not acknowledge %s", msg_id)
         if not result.skipped:
             try:
-                await queue.announce(result.run_id, result.model_version)
+                await queue.announce(result.run_id, result.model_version, result.announcement)
             except Exception:  # replicas still see the version on their next select
                 log.warning("could not announce run %d v%d", result.run_id,
                             result.model_version)

@@ -27,8 +27,9 @@ class FeedbackQueue(Protocol):
 
     async def ping(self) -> bool: ...
 
-    async def announce(self, run_id: int, version: int) -> None:
-        """Tell API replicas a new curator version exists (they preload it)."""
+    async def announce(self, run_id: int, version: int, payload: str | None = None) -> None:
+        """Tell API replicas a new curator version exists (they preload it); `payload`
+        is the version's prescored next pool (runs/prescore.py), when there is one."""
         ...
 
     async def close(self) -> None: ...
@@ -57,8 +58,8 @@ class InProcessQueue:
     async def ping(self) -> bool:
         return True
 
-    async def announce(self, run_id: int, version: int) -> None:
-        return None  # one process: the API reads the version from the run row anyway
+    async def announce(self, run_id: int, version: int, payload: str | None = None) -> None:
+        return None  # one process: the worker hands versions to the API directly
 
     async def close(self) -> None:
         return None
@@ -146,20 +147,22 @@ class RedisStreamQueue:
         except Exception:
             return False
 
-    async def announce(self, run_id: int, version: int) -> None:
-        await self._r.publish(self.version_channel, f"{run_id}:{version}")
+    async def announce(self, run_id: int, version: int, payload: str | None = None) -> None:
+        message = f"{run_id}:{version}" + ("" if payload is None else f":{payload}")
+        await self._r.publish(self.version_channel, message)
 
     async def versions(self):
-        """Async iterator of (run_id, version) announcements."""
+        """Async iterator of (run_id, version, payload or None) announcements."""
         pubsub = self._r.pubsub()
         await pubsub.subscribe(self.version_channel)
         try:
             async for message in pubsub.listen():
                 if message.get("type") != "message":
                     continue
-                run_id, _, version = str(message["data"]).partition(":")
+                run_id, _, rest = str(message["data"]).partition(":")
+                version, _, payload = rest.partition(":")
                 if run_id.isdigit() and version.isdigit():
-                    yield int(run_id), int(version)
+                    yield int(run_id), int(version), payload or None
         finally:
             await pubsub.aclose()
 

@@ -55,6 +55,7 @@ class Applied:
     model_version: int
     seconds: float
     skipped: bool = False
+    announcement: str | None = None  # what the handover asks to announce with the version
 
 
 class Handover(Protocol):
@@ -63,14 +64,17 @@ class Handover(Protocol):
     `prepare` runs after the update and before any write of the apply's transaction, under
     the run's lock (nothing else touches `strategy` then; it must not keep it); `expect`
     just before the commit that makes `version` visible; `publish` right after it, with
-    what `prepare` returned (None when it or the commit failed).
+    what `prepare` returned (None when it or the commit failed); what `publish` returns
+    goes out with the version's announcement to the API replicas.
     """
 
     def prepare(self, run: Run, bank: Bank, version: int, strategy: Strategy) -> object: ...
 
     def expect(self, run_id: int, version: int) -> None: ...
 
-    def publish(self, run_id: int, version: int, prepared: object | None) -> None: ...
+    def publish(self, run_id: int, version: int, prepared: object | None) -> str | None:
+        """Returns a payload to announce with the version (for other processes), or None."""
+        ...
 
 
 class Updater:
@@ -196,12 +200,13 @@ class Updater:
                     self._cache.pop(run.id, None)
                     self._publish(run.id, version, None)
                     raise
-                self._publish(run.id, version, prepared)
+                announcement = self._publish(run.id, version, prepared)
                 self._cache[run.id] = (version, strategy)
             except Exception as exc:
                 s.rollback()
                 raise ApplyError(ticket_id) from exc
-        return Applied(ticket_id, run_id, version, time.perf_counter() - t0)
+        return Applied(ticket_id, run_id, version, time.perf_counter() - t0,
+                       announcement=announcement)
 
     def _prepare(self, run: Run, bank: Bank, version: int, strategy: Strategy) -> object:
         if self.handover is None:
@@ -212,12 +217,14 @@ class Updater:
             log.exception("preparing the handover of run %d v%d failed", run.id, version)
             return None
 
-    def _publish(self, run_id: int, version: int, prepared: object | None) -> None:
-        if self.handover is not None:
-            try:
-                self.handover.publish(run_id, version, prepared)
-            except Exception:
-                log.exception("handing run %d v%d over failed", run_id, version)
+    def _publish(self, run_id: int, version: int, prepared: object | None) -> str | None:
+        if self.handover is None:
+            return None
+        try:
+            return self.handover.publish(run_id, version, prepared)
+        except Exception:
+            log.exception("handing run %d v%d over failed", run_id, version)
+            return None
 
     def _observations(self, s: Session, bank: Bank, ticket_id: str,
                       category_field: str | None) -> tuple[list[Observation], float]:

@@ -59,6 +59,10 @@ async def metrics(state: StateDep) -> PlainTextResponse:
                 "runs": float(runs)}
 
     gauges = await run_in_threadpool(db_gauges)
+    # how this process's selects got their pool's logits: scored ahead (after the update
+    # that made the version, runs/prescore.py) or inline on the request path
+    gauges["select_pools"] = {"scored=ahead": float(state.snapshots.prescored_hits),
+                              "scored=inline": float(state.snapshots.prescored_misses)}
     try:
         gauges["queue_depth"] = float(await state.queue.depth())
     except Exception:
