@@ -25,6 +25,7 @@ run: install
 	$(VENV)/bin/curator serve --host $(HOST) --port $(PORT)
 
 test: install
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 test-fast: install
@@ -32,6 +33,7 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check service client tests bench migrations
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: install
 	$(PY) bench/select_latency.py
