@@ -22,6 +22,7 @@ Parquet.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,6 +85,13 @@ def prompt_text(prompt: Any) -> str:
     return json.dumps(prompt, default=str)
 
 
+def _clean(value: Any) -> Any:
+    """Missing values in columnar files arrive as NaN: null, as the server's importer."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _jsonable(value: Any) -> bool:
     try:
         json.dumps(value)
@@ -126,9 +134,15 @@ def problem_from_row(
     if embedding_field is not None:
         problem["embedding"] = [float(x) for x in get_field(row, embedding_field)]
     if metadata_fields is None:
-        meta = {k: v for k, v in row.items() if k not in used and _jsonable(v)}
+        # the server's importer rule (bank/importer.py; tests/test_dataset_contract.py):
+        # a `metadata` object column is merged, not nested; NaN (a missing value in a
+        # columnar file) is stored as null
+        nested = row.get("metadata")
+        meta = dict(nested) if isinstance(nested, Mapping) else {}
+        meta.update({k: _clean(v) for k, v in row.items()
+                     if k not in used and k != "metadata" and _jsonable(v)})
     else:
-        meta = {k: get_field(row, k) for k in metadata_fields}
+        meta = {k: _clean(get_field(row, k)) for k in metadata_fields}
     if meta:
         problem["metadata"] = meta
     return problem
