@@ -42,6 +42,7 @@ from curator.curation.sampler import entropy, softmax
 from curator.curation.types import Pool, Strategy
 from curator.db.models import Bank, HistoryPoint, Problem, Run, Ticket, TicketItem
 from curator.runs.selected_by import OTHER_VALUE, field_counts, group_value
+from curator.tickets import TicketState
 
 PROMPT_CHARS = 280
 _IN_CHUNK = 2000  # bound on IN-list parameters per query (SQLite and PostgreSQL)
@@ -95,7 +96,7 @@ def queue_states(*, session: Session, run_ids: Sequence[int]) -> dict[int, Queue
             counts[rid][state] = n
         for rid, old, new in session.execute(
                 select(Ticket.run_id,
-                       func.min(case((Ticket.state == "reported", Ticket.reported_at))),
+                       func.min(case((Ticket.state == TicketState.REPORTED, Ticket.reported_at))),
                        func.max(Ticket.applied_at))
                 .where(Ticket.run_id.in_(chunk)).group_by(Ticket.run_id)):
             oldest[rid], last[rid] = _aware(old), _aware(new)
@@ -103,9 +104,9 @@ def queue_states(*, session: Session, run_ids: Sequence[int]) -> dict[int, Queue
     out = {}
     for rid in run_ids:
         c = counts[rid]
-        applied = c.get("applied", 0)
-        reported = c.get("reported", 0) + applied
-        issued = c.get("issued", 0) + reported
+        applied = c.get(TicketState.APPLIED, 0)
+        reported = c.get(TicketState.REPORTED, 0) + applied
+        issued = c.get(TicketState.ISSUED, 0) + reported
         old = oldest.get(rid)
         out[rid] = QueueState(
             issued=issued, reported=reported, applied=applied, pending=reported - applied,

@@ -20,6 +20,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from curator.tickets import TicketState
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -88,7 +90,7 @@ class Ticket(Base):
     pool_size: Mapped[int] = mapped_column(Integer)
     pool_entropy: Mapped[float | None] = mapped_column(Float, nullable=True)
     # issued → reported → applied; `failed` after max attempts to apply (a dead letter)
-    state: Mapped[str] = mapped_column(String(16), default="issued")
+    state: Mapped[str] = mapped_column(String(16), default=TicketState.ISSUED)
     accepted: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)

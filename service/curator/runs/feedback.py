@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from curator.curation.utility import summarise_group
 from curator.db.models import Feedback, Run, Ticket, TicketItem, utcnow
+from curator.tickets import TicketState
 
 
 class FeedbackError(ValueError):
@@ -43,8 +44,8 @@ class Receipt:
 
 
 def _receipt(session: Session, ticket: Ticket) -> Receipt:
-    return Receipt(ticket.id, ticket.accepted, "applied" if ticket.state == "applied"
-                   else "reported", True)
+    state = TicketState.APPLIED if ticket.state == TicketState.APPLIED else TicketState.REPORTED
+    return Receipt(ticket.id, ticket.accepted, state, True)
 
 
 def record_feedback(*, session_factory: sessionmaker[Session], run: Run, ticket_id: str,
@@ -55,7 +56,7 @@ def record_feedback(*, session_factory: sessionmaker[Session], run: Run, ticket_
         if ticket is None or ticket.run_id != run.id:
             raise FeedbackError(f"ticket {ticket_id!r} not found for run {run.id}",
                                 {"ticket_id": ticket_id}, status=404)
-        if ticket.state != "issued":
+        if ticket.state != TicketState.ISSUED:
             return _receipt(s, ticket)
         if ttl_s > 0:
             created = ticket.created_at
@@ -103,18 +104,19 @@ def record_feedback(*, session_factory: sessionmaker[Session], run: Run, ticket_
                          "mean_abs_advantage": mean_abs_adv, "created_at": utcnow()})
 
         # The state transition is the idempotency guard: exactly one request wins it.
-        won = s.execute(update(Ticket).where(Ticket.id == ticket_id, Ticket.state == "issued")
-                        .values(state="reported", reported_at=utcnow(), accepted=len(rows))
-                        ).rowcount
+        won = s.execute(
+            update(Ticket).where(Ticket.id == ticket_id, Ticket.state == TicketState.ISSUED)
+            .values(state=TicketState.REPORTED, reported_at=utcnow(), accepted=len(rows))
+        ).rowcount
         if won != 1:
             s.rollback()
             return _receipt(s, s.get(Ticket, ticket_id, populate_existing=True))
         s.execute(Feedback.__table__.insert(), rows)
         s.commit()
-        return Receipt(ticket_id, len(rows), "reported", False)
+        return Receipt(ticket_id, len(rows), TicketState.REPORTED, False)
 
 
-_STATES = ("issued", "reported", "applied", "failed")
+_STATES = tuple(TicketState)
 
 
 def run_snapshot(session: Session, run_id: int) -> tuple[Any, dict[str, int]]:

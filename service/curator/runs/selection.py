@@ -18,6 +18,7 @@ from curator.curation.sampler import entropy, sample
 from curator.db.models import Bank, Run, Ticket, TicketItem, utcnow
 from curator.runs.prescore import pool_logits
 from curator.runs.snapshots import SnapshotCache
+from curator.tickets import TicketState
 
 
 class SelectError(ValueError):
@@ -140,7 +141,7 @@ def select_batch(*, session_factory: sessionmaker[Session], run: Run, bank: Bank
         ticket_id = uuid.uuid4().hex
         s.connection().execute(Ticket.__table__.insert().values(
             id=ticket_id, run_id=run.id, step=step, model_version=version, pool_size=int(m),
-            pool_entropy=float(entropy(selection.pool_probs)), state="issued", accepted=0,
+            pool_entropy=float(entropy(selection.pool_probs)), state=TicketState.ISSUED, accepted=0,
             attempts=0, created_at=utcnow()))
         insert_items(s, [
             (ticket_id, int(pid), rank, float(logits[idx]), float(prop), src)

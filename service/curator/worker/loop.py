@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from curator.db.models import Ticket, utcnow
+from curator.tickets import TicketState
 from curator.worker.queue import FeedbackQueue
 from curator.worker.updater import Updater
 
@@ -20,7 +21,7 @@ log = logging.getLogger("curator.worker")
 def reported_tickets(session_factory: sessionmaker[Session],
                      older_than_s: float | None = None) -> list[str]:
     with session_factory() as s:
-        query = select(Ticket.id).where(Ticket.state == "reported")
+        query = select(Ticket.id).where(Ticket.state == TicketState.REPORTED)
         if older_than_s is not None:
             cutoff = utcnow() - timedelta(seconds=older_than_s)
             query = query.where(Ticket.reported_at < cutoff)

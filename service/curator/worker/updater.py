@@ -35,6 +35,7 @@ from curator.db.models import (
 )
 from curator.runs.selected_by import selected_counts
 from curator.runs.snapshots import load_strategy
+from curator.tickets import TicketState
 
 log = logging.getLogger("curator.worker")
 KEEP_CHECKPOINTS = 5
@@ -138,11 +139,11 @@ class Updater:
         (a dead letter), so one poison ticket cannot stall its run's later tickets."""
         message = f"{type(cause).__name__}: {cause}"[:2000]
         with self._sf() as s:
-            s.execute(update(Ticket).where(Ticket.id == ticket_id, Ticket.state == "reported")
+            pending = (Ticket.id == ticket_id) & (Ticket.state == TicketState.REPORTED)
+            s.execute(update(Ticket).where(pending)
                       .values(attempts=Ticket.attempts + 1, error=message))
-            s.execute(update(Ticket).where(Ticket.id == ticket_id, Ticket.state == "reported",
-                                           Ticket.attempts >= self.max_attempts)
-                      .values(state="failed"))
+            s.execute(update(Ticket).where(pending, Ticket.attempts >= self.max_attempts)
+                      .values(state=TicketState.FAILED))
             s.commit()
 
     def _apply_oldest(self, run_id: int) -> Applied:
@@ -151,7 +152,7 @@ class Updater:
             # Row lock on PostgreSQL: one worker applies a run's tickets at a time.
             run = s.execute(select(Run).where(Run.id == run_id).with_for_update()).scalar_one()
             ticket = s.scalars(select(Ticket).where(
-                Ticket.run_id == run_id, Ticket.state == "reported"
+                Ticket.run_id == run_id, Ticket.state == TicketState.REPORTED
             ).order_by(Ticket.reported_at, Ticket.step).limit(1)).first()
             if ticket is None:
                 s.rollback()
@@ -185,7 +186,7 @@ class Updater:
                 s.execute(update(Run).where(Run.id == run.id)
                           .values(model_version=version, stats=run_stats))
                 s.execute(update(Ticket).where(Ticket.id == ticket_id)
-                          .values(state="applied", applied_at=utcnow()))
+                          .values(state=TicketState.APPLIED, applied_at=utcnow()))
                 s.add(HistoryPoint(run_id=run.id, ticket_id=ticket_id, step=ticket.step,
                                    model_version=version, n_items=len(batch), loss=stats.loss,
                                    mean_utility=stats.mean_utility, mean_reward=stats.mean_reward,

@@ -9,6 +9,7 @@ from sqlalchemy import func, select, text
 
 from curator.api.deps import StateDep
 from curator.db.models import Run, Ticket
+from curator.tickets import TicketState
 
 router = APIRouter(tags=["health"])
 
@@ -55,7 +56,8 @@ async def metrics(state: StateDep) -> PlainTextResponse:
                                     .group_by(Ticket.state)).all())
             runs = s.scalar(select(func.count()).select_from(Run)) or 0
         return {"tickets": {f"state={k}": float(states.get(k, 0))
-                            for k in ("issued", "reported", "applied")},
+                            for k in (TicketState.ISSUED, TicketState.REPORTED,
+                                                     TicketState.APPLIED)},
                 "runs": float(runs)}
 
     gauges = await run_in_threadpool(db_gauges)
