@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from curator.api.metrics import Metrics
 from curator.bank.files import BankFiles
 from curator.config import Settings
+from curator.metrics import Metrics
 from curator.runs.snapshots import SnapshotCache
 from curator.worker.queue import FeedbackQueue
 from curator.worker.updater import Updater
