@@ -259,3 +259,21 @@ def test_run_statistics_stay_bounded_and_forget_the_least_recently_seen() -> Non
     feats = stats.features(np.array([2, 0]), emb[[2, 0]])
     assert feats[0, FEATURE_NAMES.index("seen")] == 0.0
     assert feats[1, FEATURE_NAMES.index("seen")] == 1.0
+
+
+def test_selection_copy_selects_as_the_original_and_is_independent_of_it() -> None:
+    emb, _ = _clusters(64)
+    s = build_strategy("actor_curator", {"dormant_steps": 1}, dim=DIM, seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        ids = rng.choice(64, 16, replace=False)
+        s.update([_obs(int(i), emb[i], 0.0, float(rng.normal()) * 0.01, float(rng.random()))
+                  for i in ids])
+    pool = Pool(problem_ids=np.arange(64), embeddings=emb[:64], categories=None)
+    copy = s.selection_copy()
+    np.testing.assert_array_equal(copy.logits(pool), s.logits(pool))
+    assert (copy.active(), copy.explore_share) == (s.active(), s.explore_share)
+    before = copy.logits(pool)
+    s.update([_obs(i, emb[i], 0.0, 0.5, 0.5) for i in range(16)])  # the original trains on
+    assert not np.array_equal(s.logits(pool), before)
+    np.testing.assert_array_equal(copy.logits(pool), before)

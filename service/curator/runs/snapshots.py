@@ -31,6 +31,9 @@ def selection_copy(strategy: Strategy, run: Run, dim: int, device: str) -> Strat
     """An independent copy of `strategy` for selection (the worker goes on training the
     original): a fresh build loaded with its state, as a checkpoint load would be, without
     the serialisation."""
+    own = getattr(strategy, "selection_copy", None)
+    if own is not None:  # a strategy that knows what selection needs copies only that
+        return own()
     copy = fresh_strategy(run, dim, device)
     copy.load_state_dict(strategy.state_dict())
     return copy

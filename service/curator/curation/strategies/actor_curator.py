@@ -384,6 +384,19 @@ class ActorCuratorStrategy:
             },
         }
 
+    def selection_copy(self) -> ActorCuratorStrategy:
+        """An independent copy that selects exactly as this one does, without what only
+        training needs (optimisers, utility window, minibatch generator): the embedded
+        worker hands one to the API after every update."""
+        copy = ActorCuratorStrategy(self.params, dim=self.dim, seed=0, device=str(self.device))
+        copy._model.load_state_dict(self._model.state_dict())
+        copy._head.load_state_dict(self._head.state_dict())
+        copy._stats.load_state_dict(self._stats.state_dict())
+        copy._arms = self._arms.copy()
+        copy._updates = self._updates
+        copy.category_field = self.category_field
+        return copy
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         check_state_name(state, self.name)
         if (state["dim"], state["hidden"], state.get("inputs")) != (
