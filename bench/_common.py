@@ -64,3 +64,39 @@ def time_calls(call, n: int, warmup: int = 5) -> list[float]:
         call()
         out.append(time.perf_counter() - t0)
     return out
+
+
+def write_parquet(path: Path, n: int, dim: int, seed: int = 0, *,
+                  levels: list[str] | None = None, chunk: int = 100_000,
+                  progress: bool = False) -> None:
+    """n problems with random unit vectors, metadata `difficulty` (1–5) and, given
+    `levels`, a random `level`; written in chunks (a 1M bank never sits in memory)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    writer = None
+    for start in range(0, n, chunk):
+        k = min(chunk, n - start)
+        vecs = rng.standard_normal((k, dim)).astype(np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        ids = np.arange(start, start + k)
+        columns = {
+            "id": [f"p{i:08d}" for i in ids],
+            "prompt": [f"Compute {i} + {i % 13} * {i % 7} and simplify the result." for i in ids],
+            "answer": [str(i) for i in ids],
+            "difficulty": (ids % 5 + 1).tolist(),
+        }
+        if levels is not None:
+            columns["level"] = [levels[j] for j in rng.integers(0, len(levels), k)]
+        columns["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), dim)
+        table = pa.table(columns)
+        if writer is None:
+            writer = pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+        if progress:
+            print(f"\r  parquet: {start + k:,}/{n:,} problems", end="", file=sys.stderr,
+                  flush=True)
+    writer.close()
+    if progress:
+        print(file=sys.stderr)

@@ -66,7 +66,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, free_port  # noqa: E402
+from _common import ROOT, free_port, write_parquet  # noqa: E402
 from load import Proc, healthy, healthy_redis, wait_until  # noqa: E402
 
 ADMIN = "loop-admin-" + uuid.uuid4().hex[:12]
@@ -137,35 +137,6 @@ def pct(samples_s: list[float]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(a, 50)), "p95_ms": float(np.percentile(a, 95)),
             "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean()),
             "max_ms": float(a.max()), "n": int(a.size)}
-
-
-def write_parquet(path: Path, n: int, dim: int, seed: int = 0) -> None:
-    """n problems with random unit vectors and metadata `difficulty` (1–5) and `level`."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rng = np.random.default_rng(seed)
-    writer = None
-    chunk = 50_000
-    for start in range(0, n, chunk):
-        k = min(chunk, n - start)
-        vecs = rng.standard_normal((k, dim)).astype(np.float32)
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        ids = np.arange(start, start + k)
-        table = pa.table({
-            "id": [f"p{i:08d}" for i in ids],
-            "prompt": [f"Compute {i} + {i % 13} * {i % 7} and simplify the result." for i in ids],
-            "answer": [str(i) for i in ids],
-            "difficulty": (ids % 5 + 1).tolist(),
-            "level": [LEVELS[j] for j in rng.integers(0, len(LEVELS), k)],
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), dim),
-        })
-        if writer is None:
-            writer = pq.ParquetWriter(path, table.schema)
-        writer.write_table(table)
-        print(f"\r  parquet: {start + k:,}/{n:,} problems", end="", file=sys.stderr, flush=True)
-    writer.close()
-    print(file=sys.stderr)
 
 
 def read_apply_log(path: Path) -> dict[str, float]:
@@ -853,7 +824,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 parquet = bank_dir / "bank.parquet"
                 log(f"\n== {n:,} problems × {args.dim}-d: writing parquet")
-                write_parquet(parquet, n, args.dim)
+                write_parquet(parquet, n, args.dim, levels=LEVELS, chunk=50_000, progress=True)
                 for topo in topologies:
                     tag = f"{topo}-{n}"
                     noop = noop_cell(args, logs, f"before {tag}")

@@ -23,35 +23,10 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, percentiles, server  # noqa: E402
+from _common import ROOT, percentiles, server, write_parquet  # noqa: E402
 
 ADMIN = "bench-admin"
 CURATOR = str(Path(sys.executable).parent / "curator")
-
-
-def write_parquet(path: Path, n: int, dim: int, seed: int = 0) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rng = np.random.default_rng(seed)
-    writer = None
-    chunk = 100_000
-    for start in range(0, n, chunk):
-        k = min(chunk, n - start)
-        vecs = rng.standard_normal((k, dim)).astype(np.float32)
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        ids = np.arange(start, start + k)
-        table = pa.table({
-            "id": [f"p{i:08d}" for i in ids],
-            "prompt": [f"Compute {i} + {i % 13} * {i % 7} and simplify the result." for i in ids],
-            "answer": [str(i) for i in ids],
-            "difficulty": (ids % 5 + 1).tolist(),
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), dim),
-        })
-        if writer is None:
-            writer = pq.ParquetWriter(path, table.schema)
-        writer.write_table(table)
-    writer.close()
 
 
 def rss_mb(pid: int) -> float:
