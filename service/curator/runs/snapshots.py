@@ -75,18 +75,12 @@ class SnapshotCache:
         with self._sf() as s:
             dim = s.scalar(select(Bank.dim).where(Bank.id == run.bank_id))
             strategy = load_strategy(s, run, version, dim, self._device)
-        with self._lock:
-            current = self._items.get(run.id)
-            if current is None or current[0] < version:
-                self._items[run.id] = (version, strategy)
-                self._items.move_to_end(run.id)
-                while len(self._items) > self._size:
-                    self._items.popitem(last=False)
-            return self._items[run.id][1]
+        return self.put(run.id, version, strategy)
 
-    def put(self, run_id: int, version: int, strategy: Strategy) -> None:
+    def put(self, run_id: int, version: int, strategy: Strategy) -> Strategy:
         """Install `strategy` as the run's selection copy at `version` unless the cache
-        already holds that version or a newer one."""
+        already holds that version or a newer one; returns the copy the cache now holds
+        (a newer one a concurrent load put there wins)."""
         with self._lock:
             current = self._items.get(run_id)
             if current is None or current[0] < version:
@@ -95,6 +89,7 @@ class SnapshotCache:
             while len(self._items) > self._size:
                 evicted, _ = self._items.popitem(last=False)
                 self._scores.pop(evicted, None)
+            return self._items[run_id][1]
 
     def expect(self, run_id: int, version: int) -> None:
         """A handover of `version` is coming (called before the worker's commit makes the
