@@ -269,8 +269,11 @@ class CuratorGRPOMixin:
                         ) -> None:
         """Rewards-only mode: record each group's rewards as soon as they are computed."""
         indices, rewards = self._curator_gather_rewards(inputs, rewards_per_func)
-        if rewards is None:
-            return
+        if rewards is not None:
+            self._curator_record_rewards(indices, rewards)
+
+    def _curator_record_rewards(self, indices: list[int], rewards: list[float]) -> None:
+        """Record each group of `num_generations` consecutive rows' rewards, alone."""
         g = self.num_generations
         for start in range(0, len(indices) - g + 1, g):
             self.curator.record(indices[start], rewards[start:start + g])
@@ -405,11 +408,8 @@ class CuratorGRPOMixin:
         send its rewards alone."""
         logger.warning("curator: generation batch never completed its optimizer steps; "
                        "sending its rewards without log-ratios")
-        if gen.rewards is None:
-            return
-        g = self.num_generations
-        for start in range(0, len(gen.indices) - g + 1, g):
-            self.curator.record(gen.indices[start], gen.rewards[start:start + g])
+        if gen.rewards is not None:
+            self._curator_record_rewards(gen.indices, gen.rewards)
 
 
 class CuratorGRPOTrainer(CuratorGRPOMixin, GRPOTrainer):
