@@ -80,9 +80,11 @@ async def main() -> None:
                 run, bank = s.get(Run, run_id), s.get(Bank, bank_id)
             apply_s, update_s = [], []
             for i in range(args.tickets + 3):
-                res = select_batch(session_factory=st.session_factory, run=run, bank=bank,
-                                   batch_size=args.batch, pool_size=2048, files=st.files,
-                                   snapshots=st.snapshots)
+                with st.session_factory() as sel:
+                    res = select_batch(session=sel, session_factory=st.session_factory,
+                                       run=run, bank=bank, batch_size=args.batch,
+                                       pool_size=2048, files=st.files,
+                                       snapshots=st.snapshots)
                 record_feedback(session_factory=st.session_factory, run=run,
                                 ticket_id=res.ticket_id, requires_rewards=False, results=[
                                     ResultRecord(p.problem_id,

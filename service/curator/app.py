@@ -19,7 +19,7 @@ from curator.bank.files import BankFiles
 from curator.config import Settings
 from curator.db.models import Run
 from curator.db.session import make_engine, make_session_factory
-from curator.runs.prescore import Prescored, SelectionHandover, prescore_into
+from curator.runs.prescore import Prescored, SelectionHandover, draw_ahead, prescore_into
 from curator.runs.snapshots import SnapshotCache
 from curator.state import AppState
 from curator.worker.loop import run_worker
@@ -98,11 +98,19 @@ async def preload_versions(state: AppState) -> None:
                 scored = False
                 if payload:
                     try:
-                        state.snapshots.put_scores(run_id, Prescored.decode(payload))
-                        scored = True
+                        scores = Prescored.decode(payload)
                     except (ValueError, KeyError, TypeError):
                         log.warning("unreadable prescored pool for run %d v%d", run_id,
                                     version)
+                    else:
+                        state.snapshots.put_scores(run_id, scores)
+                        scored = True
+                        batch = state.snapshots.last_batch_size(run_id)
+                        if batch is not None:  # a run this replica serves: draw ahead too
+                            drawn = await asyncio.to_thread(
+                                draw_ahead, scores, run_id, batch, state.session_factory,
+                                state.files)
+                            state.snapshots.replace_scores(run_id, scores, drawn)
                 if state.snapshots.cached_version(run_id) is not None:  # runs we serve
                     if not scored:  # selects wait for this rather than load it twice
                         state.snapshots.expect(run_id, version)

@@ -76,6 +76,6 @@ async def test_a_version_announcement_carries_the_prescored_pool(own_redis):
     run_id, version, payload = got[1]
     back = Prescored.decode(payload)
     assert (run_id, version) == (3, 7)
-    assert back.matches(7, 4096, 10_000, scores.positions)
+    assert back.matches(7, 4096, 10_000, 4)
     np.testing.assert_array_equal(back.logits, scores.logits)
     assert (back.active, back.top_p, back.temperature, back.explore) == (True, 0.9, 0.5, 0.125)

@@ -1,7 +1,7 @@
 """In a training loop each select follows an applied update. The embedded worker hands
-the new weights to selection and scores the next pool right after its commit, so such a
-select reads no checkpoint and scores nothing — and selects exactly what scoring inline
-would have selected."""
+the new weights to selection, scores the next pool and draws the next batch from it
+before its commit, so such a select reads no checkpoint, scores and draws nothing — and
+selects exactly what scoring and drawing inline would have selected."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ async def test_loop_selects_use_the_prescored_pool_and_match_inline_scoring(sett
             for k, (run_id, token) in enumerate(runs):
                 if k == 1:
                     snapshots.forget(run_id)  # the second run always scores inline
-                hits = snapshots.prescored_hits
+                hits, drawn = snapshots.prescored_hits, snapshots.drawn_ahead
                 r = await client.post(f"/v1/runs/{run_id}/select",
                                       json={"batch_size": 16, "pool_size": 48},
                                       headers=bearer(token))
@@ -53,8 +53,10 @@ async def test_loop_selects_use_the_prescored_pool_and_match_inline_scoring(sett
                 assert body["model_version"] == step  # never older than the claim's
                 if k == 0 and step > 0:
                     assert snapshots.prescored_hits == hits + 1, "scored inline"
+                    assert snapshots.drawn_ahead == drawn + 1, "drawn inline"
                 if k == 1:
                     assert snapshots.prescored_hits == hits
+                    assert snapshots.drawn_ahead == drawn
                 results = [{"problem_id": p["problem_id"], "rewards": rw, "log_ratios": lr}
                            for p, rw, lr in zip(body["problems"], rewards, log_ratios)]
                 r = await client.post(f"/v1/runs/{run_id}/feedback",

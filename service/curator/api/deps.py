@@ -80,22 +80,27 @@ def get_run(run_id: IdPath, session: SessionDep) -> Run:
 RunDep = Annotated[Run, Depends(get_run)]
 
 
-def authorise_run_sync(state: AppState, run_id: int, token: str) -> Run:
-    with state.session_factory() as session:
-        run = session.get(Run, run_id)
-        if run is None:
-            raise NotFound(f"run {run_id} not found", {"run_id": run_id})
-        if _is_admin(state, token):
-            return run
-        if tokens.matches(token, run.token_hash):
-            if run.revoked:
-                raise Unauthorized("this run's token was revoked")
-            return run
-        other = tokens.token_run_id(token)
-        if other is not None and other != run.id:
-            other_run = session.get(Run, other)
-            if other_run is not None and tokens.matches(token, other_run.token_hash):
-                raise Forbidden(f"this token belongs to run {other}, not run {run.id}")
+def authorise_run_sync(state: AppState, run_id: int, token: str,
+                       session: Session | None = None) -> Run:
+    """The run, if `token` is the admin's or the run's own (unrevoked); read in
+    `session` when given (the select reads and claims in one transaction)."""
+    if session is None:
+        with state.session_factory() as s:
+            return authorise_run_sync(state, run_id, token, s)
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} not found", {"run_id": run_id})
+    if _is_admin(state, token):
+        return run
+    if tokens.matches(token, run.token_hash):
+        if run.revoked:
+            raise Unauthorized("this run's token was revoked")
+        return run
+    other = tokens.token_run_id(token)
+    if other is not None and other != run.id:
+        other_run = session.get(Run, other)
+        if other_run is not None and tokens.matches(token, other_run.token_hash):
+            raise Forbidden(f"this token belongs to run {other}, not run {run.id}")
     raise Unauthorized("invalid token for this run")
 
 

@@ -8,13 +8,20 @@ whoever holds the new version — the in-process worker right after its commit, 
 replica when a separate worker announces the version — scores that pool at once and
 leaves the logits, with what the sampler needs from that version, in the
 `SnapshotCache`. The select uses them only if its claim returns the same version, start,
-pool size and bank size (and the pool needed no top-up at an epoch boundary); anything
-else scores inline as before, so a stale guess costs nothing but the wasted work.
+pool size and bank size (then the pool is the same: `claim_pool` is a pure function of
+them and the run's seed); anything else scores inline as before, so a stale guess costs
+nothing but the wasted work.
+
+Where the process serves selects for the run, it also draws ahead: the next claim's step
+is the run's step + 1 and the trainer's batch size is the one it asked for last, so the
+draw (runs/draws.py, keyed by seed and step) and its response JSON are made here too,
+and the select that matches them only records the ticket.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -28,14 +35,16 @@ from curator.bank.ingest import row_fetcher
 from curator.curation.proposal import claim_pool
 from curator.curation.types import Pool, Strategy
 from curator.db.models import Bank, Problem, Run, Ticket
+from curator.runs.draws import Draw, draw, with_problems
 
 if TYPE_CHECKING:
     from curator.runs.snapshots import SnapshotCache
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Prescored:
-    """Logits of one pool under one model version, and that version's sampler settings."""
+    """Logits of one pool under one model version, and that version's sampler settings;
+    optionally the next select's draw from it, made ahead (`with_draw`)."""
 
     version: int
     start: int
@@ -46,13 +55,20 @@ class Prescored:
     top_p: float
     temperature: float
     explore: float
+    used: int = -1  # how far the claim advances the cursor (-1: the pool size)
+    step: int = -1  # the step the next claim is expected to return (-1: unknown)
+    drawn: Draw | None = None  # not announced: a replica draws for itself
+
+    def __post_init__(self) -> None:
+        if self.used < 0:
+            object.__setattr__(self, "used", int(self.positions.size))
 
     def encode(self) -> str:
         """One line of text for a pub/sub announcement (about 44 kB for a 2,048 pool)."""
         return json.dumps({
             "version": self.version, "start": self.start, "bank_size": self.bank_size,
             "active": self.active, "top_p": self.top_p, "temperature": self.temperature,
-            "explore": self.explore,
+            "explore": self.explore, "used": self.used, "step": self.step,
             "positions": base64.b64encode(self.positions.astype("<i8").tobytes()).decode(),
             "logits": base64.b64encode(self.logits.astype("<f8").tobytes()).decode()})
 
@@ -67,12 +83,33 @@ class Prescored:
                    bank_size=int(d["bank_size"]), positions=positions.astype(np.int64),
                    logits=logits.astype(np.float64), active=bool(d["active"]),
                    top_p=float(d["top_p"]), temperature=float(d["temperature"]),
-                   explore=float(d["explore"]))
+                   explore=float(d["explore"]), used=int(d.get("used", -1)),
+                   step=int(d.get("step", -1)))
 
-    def matches(self, version: int, start: int, bank_size: int, positions: np.ndarray) -> bool:
+    def matches(self, version: int, start: int, bank_size: int, pool_size: int) -> bool:
+        """Whether this is the pool a claim at (version, start) with this bank and pool
+        size gets (the same positions: `claim_pool` is a pure function of them)."""
         return (self.version == version and self.start == start
-                and self.bank_size == bank_size and self.positions.shape == positions.shape
-                and bool(np.array_equal(self.positions, positions)))
+                and self.bank_size == bank_size and self.positions.size == pool_size)
+
+    def draw_for(self, step: int, batch_size: int) -> Draw | None:
+        """The draw made ahead, if it is this select's."""
+        d = self.drawn
+        if d is None or d.step != step or d.batch_size != batch_size:
+            return None
+        return d
+
+
+def with_draw(scores: Prescored, seed: int, batch_size: int | None, files: BankFiles,
+              session_factory: sessionmaker[Session], bank: Bank) -> Prescored:
+    """`scores` with the draw for its expected step and `batch_size` made ahead (the
+    same as not drawing when the step or batch size is unknown or does not fit)."""
+    if batch_size is None or scores.step < 0 or not 1 <= batch_size <= scores.positions.size:
+        return scores
+    d = draw(seed=seed, step=scores.step, batch_size=batch_size, positions=scores.positions,
+             logits=scores.logits, active=scores.active, top_p=scores.top_p,
+             temperature=scores.temperature, explore=scores.explore)
+    return dataclasses.replace(scores, drawn=with_problems(d, files, session_factory, bank))
 
 
 def categories_for(session: Session, bank_id: int, positions: np.ndarray,
@@ -109,16 +146,19 @@ def pool_logits(strategy: Strategy, session_factory: sessionmaker[Session], file
 
 
 def prescore_next(strategy: Strategy, version: int, run_id: int,
-                  session_factory: sessionmaker[Session], files: BankFiles) -> Prescored | None:
-    """Score the run's next pool with `strategy` (the run's model at `version`).
+                  session_factory: sessionmaker[Session], files: BankFiles,
+                  batch_size: int | None = None) -> Prescored | None:
+    """Score the run's next pool with `strategy` (the run's model at `version`), and
+    draw its next batch ahead when `batch_size` (the trainer's last) is given.
 
     None when there is nothing to guess from (no ticket yet) or the run is gone.
     """
     with session_factory() as s:
-        row = s.execute(select(Run.cursor, Run.seed, Run.bank_id).where(Run.id == run_id)).first()
+        row = s.execute(select(Run.cursor, Run.seed, Run.bank_id, Run.step)
+                        .where(Run.id == run_id)).first()
         if row is None:
             return None
-        cursor, seed, bank_id = row
+        cursor, seed, bank_id, step = row
         m = s.scalar(select(Ticket.pool_size).where(Ticket.run_id == run_id)
                      .order_by(Ticket.step.desc()).limit(1))
         bank = s.get(Bank, bank_id)
@@ -126,18 +166,37 @@ def prescore_next(strategy: Strategy, version: int, run_id: int,
             return None
         s.expunge(bank)
     m = min(int(m), bank.size)
-    positions, _ = claim_pool(int(cursor), m, bank.size, int(seed))
+    positions, used = claim_pool(int(cursor), m, bank.size, int(seed))
     logits = pool_logits(strategy, session_factory, files, bank, positions)
-    return Prescored(version=version, start=int(cursor), bank_size=bank.size,
-                     positions=positions, logits=logits, active=bool(strategy.active()),
-                     top_p=float(strategy.top_p), temperature=float(strategy.temperature),
-                     explore=float(getattr(strategy, "explore_share", 0.0)))
+    scores = Prescored(version=version, start=int(cursor), bank_size=bank.size,
+                       positions=positions, logits=logits, active=bool(strategy.active()),
+                       top_p=float(strategy.top_p), temperature=float(strategy.temperature),
+                       explore=float(getattr(strategy, "explore_share", 0.0)), used=used,
+                       step=int(step) + 1)
+    return with_draw(scores, int(seed), batch_size, files, session_factory, bank)
+
+
+def draw_ahead(scores: Prescored, run_id: int, batch_size: int | None,
+               session_factory: sessionmaker[Session], files: BankFiles) -> Prescored:
+    """`with_draw` for a pool scored elsewhere (a separate worker's announcement)."""
+    if batch_size is None or scores.step < 0:
+        return scores
+    with session_factory() as s:
+        run = s.get(Run, run_id)
+        bank = None if run is None else s.get(Bank, run.bank_id)
+        if run is None or bank is None or bank.size != scores.bank_size:
+            return scores
+        seed = int(run.seed)
+        s.expunge(bank)
+    return with_draw(scores, seed, batch_size, files, session_factory, bank)
 
 
 def prescore_into(snapshots: SnapshotCache, strategy: Strategy, version: int, run_id: int,
                   session_factory: sessionmaker[Session], files: BankFiles) -> None:
-    """`prescore_next` and keep the result in the snapshot cache."""
-    scores = prescore_next(strategy, version, run_id, session_factory, files)
+    """`prescore_next` (drawing ahead for the batch size this process last served) and
+    keep the result in the snapshot cache."""
+    scores = prescore_next(strategy, version, run_id, session_factory, files,
+                           snapshots.last_batch_size(run_id))
     if scores is not None:
         snapshots.put_scores(run_id, scores)
 
@@ -162,7 +221,8 @@ class SelectionHandover:
                 strategy: Strategy) -> tuple[Strategy, Prescored | None]:
         from curator.runs.snapshots import selection_copy
 
-        scores = prescore_next(strategy, version, run.id, self._sf, self._files)
+        scores = prescore_next(strategy, version, run.id, self._sf, self._files,
+                               self.snapshots.last_batch_size(run.id))
         return selection_copy(strategy, run, bank.dim, self._device), scores
 
     def expect(self, run_id: int, version: int) -> None:

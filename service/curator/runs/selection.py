@@ -7,15 +7,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from curator.bank.files import BankFiles
-from curator.bank.ingest import payload_fetcher
 from curator.curation.proposal import claim_pool
-from curator.curation.sampler import entropy, sample
 from curator.db.models import Bank, Run, Ticket, TicketItem, utcnow
+from curator.runs.draws import draw, with_problems
 from curator.runs.prescore import pool_logits
 from curator.runs.snapshots import SnapshotCache
 from curator.tickets import TicketState
@@ -77,29 +75,39 @@ def insert_items(session: Session, rows: list[tuple[str, int, int, float, float,
          "source": src} for t, p, r, lg, pr, src in rows])
 
 
+_RUNS = Run.__table__
+# Built once (Core, not the ORM's bulk-update path): this is the hot path, and building
+# an UPDATE per call cost as much as running it.
+_CLAIM = (update(_RUNS).where(_RUNS.c.id == bindparam("run_id"))
+          .values(cursor=_RUNS.c.cursor + bindparam("count"), step=_RUNS.c.step + 1)
+          .returning(_RUNS.c.cursor, _RUNS.c.step, _RUNS.c.model_version))
+_MORE = (update(_RUNS).where(_RUNS.c.id == bindparam("run_id"))
+         .values(cursor=_RUNS.c.cursor + bindparam("count")).returning(_RUNS.c.cursor))
+_NEW_TICKET = Ticket.__table__.insert()
+
+
 def _claim(session: Session, run_id: int, count: int) -> tuple[int, int, int]:
     """Atomically advance the run's cursor by `count` and its step by one.
 
     One UPDATE … RETURNING: row-locked on PostgreSQL, database-locked on SQLite, so
     concurrent selects on any replica get disjoint counter ranges.
     """
-    runs = Run.__table__  # Core, not the ORM's bulk-update path: this is the hot path
     cursor, step, version = session.connection().execute(
-        update(runs).where(runs.c.id == run_id)
-        .values(cursor=runs.c.cursor + count, step=runs.c.step + 1)
-        .returning(runs.c.cursor, runs.c.step, runs.c.model_version)).one()
+        _CLAIM, {"run_id": run_id, "count": count}).one()
     return cursor - count, step, version
 
 
 def _more(session: Session, run_id: int, count: int) -> int:
-    return session.execute(
-        update(Run).where(Run.id == run_id).values(cursor=Run.cursor + count)
-        .returning(Run.cursor)).scalar_one() - count
+    return session.connection().execute(
+        _MORE, {"run_id": run_id, "count": count}).scalar_one() - count
 
 
-def select_batch(*, session_factory: sessionmaker[Session], run: Run, bank: Bank,
-                 batch_size: int, pool_size: int, files: BankFiles,
+def select_batch(*, session: Session, session_factory: sessionmaker[Session], run: Run,
+                 bank: Bank, batch_size: int, pool_size: int, files: BankFiles,
                  snapshots: SnapshotCache) -> SelectResult:
+    """Claim the run's next pool, draw `batch_size` problems from it and record the
+    ticket, in `session`'s transaction (committed here; the caller may have read the run
+    and bank in it)."""
     n = bank.size
     if n == 0:
         raise SelectError("the run's bank is empty: add problems first", {"bank_id": bank.id})
@@ -113,17 +121,24 @@ def select_batch(*, session_factory: sessionmaker[Session], run: Run, bank: Bank
 
     # One transaction: cursor claim, ticket and items commit together (a 2xx select is
     # durable; a failed one leaves the cursor where it was). On a prescored pool
-    # (runs/prescore.py) nothing is scored here; otherwise the pool is scored inside the
-    # transaction, which holds the run's row (PostgreSQL) or the write lock (SQLite)
-    # for that long.
+    # (runs/prescore.py) nothing is scored here, and usually nothing drawn either;
+    # otherwise the pool is scored inside the transaction, which holds the run's row
+    # (PostgreSQL) or the write lock (SQLite) for that long.
     snapshots.wait_pending(run.id)  # a new version being handed over: take it, not race it
-    with session_factory() as s:
-        start, step, version = _claim(s, run.id, m)
+    s = session
+    start, step, version = _claim(s, run.id, m)
+    scores = snapshots.take_scores(run.id, version, start, n, m, batch_size)
+    if scores is not None:
+        positions, used = scores.positions, scores.used
+    else:
         positions, used = claim_pool(start, m, n, run.seed)
-        if used > m:  # an epoch boundary: the top-up's counters are this claim's too
-            _more(s, run.id, used - m)
+    if used > m:  # an epoch boundary: the top-up's counters are this claim's too
+        _more(s, run.id, used - m)
 
-        scores = snapshots.take_scores(run.id, version, start, n, positions)
+    drawn = None if scores is None else scores.draw_for(step, batch_size)
+    if drawn is not None:
+        snapshots.note_drawn_ahead()
+    else:
         if scores is not None:
             logits, active = scores.logits, scores.active
             top_p, temperature, explore = scores.top_p, scores.temperature, scores.explore
@@ -132,30 +147,18 @@ def select_batch(*, session_factory: sessionmaker[Session], run: Run, bank: Bank
             logits = pool_logits(strategy, session_factory, files, bank, positions)
             active, top_p, temperature = strategy.active(), strategy.top_p, strategy.temperature
             explore = float(getattr(strategy, "explore_share", 0.0))
-        rng = np.random.default_rng([run.seed, step])
-        selection = sample(logits if active else None, batch_size, rng,
-                           pool_size=int(positions.size), top_p=top_p,
-                           temperature=temperature, explore=explore)
-        chosen = positions[selection.indices]
+        drawn = draw(seed=run.seed, step=step, batch_size=batch_size, positions=positions,
+                     logits=logits, active=active, top_p=top_p, temperature=temperature,
+                     explore=explore)
 
-        ticket_id = uuid.uuid4().hex
-        s.connection().execute(Ticket.__table__.insert().values(
-            id=ticket_id, run_id=run.id, step=step, model_version=version, pool_size=int(m),
-            pool_entropy=float(entropy(selection.pool_probs)), state=TicketState.ISSUED, accepted=0,
-            attempts=0, created_at=utcnow()))
-        insert_items(s, [
-            (ticket_id, int(pid), rank, float(logits[idx]), float(prop), src)
-            for rank, (pid, idx, prop, src) in enumerate(
-                zip(chosen, selection.indices, selection.propensities, selection.sources))
-        ])
-        s.commit()
+    ticket_id = uuid.uuid4().hex
+    s.connection().execute(_NEW_TICKET, {
+        "id": ticket_id, "run_id": run.id, "step": step, "model_version": version,
+        "pool_size": int(m), "pool_entropy": drawn.pool_entropy, "state": TicketState.ISSUED,
+        "accepted": 0, "attempts": 0, "created_at": utcnow()})
+    insert_items(s, drawn.item_rows(ticket_id))
+    s.commit()
 
-    payloads = files.payloads(bank.id)
-    payloads.sync(n, payload_fetcher(session_factory, bank.id))
-    fragments = payloads.lookup([int(p) for p in chosen])
-    parts = [b'{"problem_id":%d,%s,"propensity":%s,"source":"%s"}'
-             % (int(pid), frag, repr(float(prop)).encode(), src.encode())
-             for pid, frag, prop, src in zip(chosen, fragments, selection.propensities,
-                                             selection.sources)]
-    problems_json = b"[" + b",".join(parts) + b"]"
-    return SelectResult(ticket_id, run.id, step, version, problems_json)
+    if drawn.problems_json is None:  # encoded after the commit: the lock is not held for it
+        drawn = with_problems(drawn, files, session_factory, bank)
+    return SelectResult(ticket_id, run.id, step, version, drawn.problems_json)

@@ -63,8 +63,10 @@ class SnapshotCache:
         self._scores: OrderedDict[int, Prescored] = OrderedDict()
         self._lock = threading.Lock()
         self._pending: dict[int, tuple[int, threading.Event]] = {}
+        self._batch_sizes: OrderedDict[int, int] = OrderedDict()  # last select's, per run
         self.prescored_hits = 0  # selects that used a prescored pool
         self.prescored_misses = 0  # selects that scored their pool inline
+        self.drawn_ahead = 0  # selects whose draw was made ahead too
 
     def get(self, run: Run, version: int) -> Strategy:
         with self._lock:
@@ -124,18 +126,38 @@ class SnapshotCache:
                 while len(self._scores) > self._size:
                     self._scores.popitem(last=False)
 
-    def take_scores(self, run_id: int, version: int, start: int, bank_size: int,
-                    positions) -> Prescored | None:
-        """The run's prescored pool if it is exactly this claim's (see prescore.py);
-        a prescored pool is used at most once."""
+    def replace_scores(self, run_id: int, old: Prescored, new: Prescored) -> None:
+        """Put `new` in `old`'s place if `old` is still waiting (no select took it)."""
         with self._lock:
+            if self._scores.get(run_id) is old:
+                self._scores[run_id] = new
+
+    def take_scores(self, run_id: int, version: int, start: int, bank_size: int,
+                    pool_size: int, batch_size: int) -> Prescored | None:
+        """The run's prescored pool if it is exactly this claim's (see prescore.py);
+        a prescored pool is used at most once. Also notes `batch_size` as the run's
+        last, for the next draw made ahead."""
+        with self._lock:
+            self._batch_sizes[run_id] = batch_size
+            self._batch_sizes.move_to_end(run_id)
+            while len(self._batch_sizes) > 4 * self._size:
+                self._batch_sizes.popitem(last=False)
             scores = self._scores.get(run_id)
-            if scores is None or not scores.matches(version, start, bank_size, positions):
+            if scores is None or not scores.matches(version, start, bank_size, pool_size):
                 self.prescored_misses += 1
                 return None
             del self._scores[run_id]
             self.prescored_hits += 1
             return scores
+
+    def note_drawn_ahead(self) -> None:
+        with self._lock:
+            self.drawn_ahead += 1
+
+    def last_batch_size(self, run_id: int) -> int | None:
+        """The batch size of the run's last select here (None: none served here)."""
+        with self._lock:
+            return self._batch_sizes.get(run_id)
 
     def scored_version(self, run_id: int) -> int | None:
         """The model version of the run's prescored pool, if one is waiting."""
@@ -152,3 +174,4 @@ class SnapshotCache:
         with self._lock:
             self._items.pop(run_id, None)
             self._scores.pop(run_id, None)
+            self._batch_sizes.pop(run_id, None)

@@ -65,6 +65,8 @@ async def metrics(state: StateDep) -> PlainTextResponse:
     # that made the version, runs/prescore.py) or inline on the request path
     gauges["select_pools"] = {"scored=ahead": float(state.snapshots.prescored_hits),
                               "scored=inline": float(state.snapshots.prescored_misses)}
+    # of the selects on a prescored pool, those whose draw was made ahead too
+    gauges["select_draws_ahead"] = float(state.snapshots.drawn_ahead)
     try:
         gauges["queue_depth"] = float(await state.queue.depth())
     except Exception:

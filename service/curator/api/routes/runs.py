@@ -79,22 +79,22 @@ async def select(run_id: IdPath, body: SelectRequest, state: StateDep,
         # Authorise inside the same thread hop as the select (on the hot path each hop
         # through the thread pool costs as much as a database round trip), and before
         # judging the request's sizes, as the dependency-based routes do.
-        run = authorise_run_sync(state, run_id, token)
-        if body.batch_size > limits.max_batch_size:
-            raise InvalidRequest(f"batch_size must be ≤ {limits.max_batch_size}",
-                                 {"batch_size": body.batch_size})
-        if pool_size > limits.max_pool_size:
-            raise InvalidRequest(f"pool_size must be ≤ {limits.max_pool_size}",
-                                 {"pool_size": pool_size})
-        if body.pool_size is not None and body.batch_size > body.pool_size:
-            raise InvalidRequest(
-                f"batch_size {body.batch_size} exceeds pool_size {body.pool_size}",
-                {"batch_size": body.batch_size, "pool_size": body.pool_size})
-        with state.session_factory() as s:
+        with state.session_factory() as s:  # auth, bank and claim: one transaction
+            run = authorise_run_sync(state, run_id, token, s)
+            if body.batch_size > limits.max_batch_size:
+                raise InvalidRequest(f"batch_size must be ≤ {limits.max_batch_size}",
+                                     {"batch_size": body.batch_size})
+            if pool_size > limits.max_pool_size:
+                raise InvalidRequest(f"pool_size must be ≤ {limits.max_pool_size}",
+                                     {"pool_size": pool_size})
+            if body.pool_size is not None and body.batch_size > body.pool_size:
+                raise InvalidRequest(
+                    f"batch_size {body.batch_size} exceeds pool_size {body.pool_size}",
+                    {"batch_size": body.batch_size, "pool_size": body.pool_size})
             bank = s.get(Bank, run.bank_id)
-        return select_batch(session_factory=state.session_factory, run=run, bank=bank,
-                            batch_size=body.batch_size, pool_size=pool_size,
-                            files=state.files, snapshots=state.snapshots)
+            return select_batch(session=s, session_factory=state.session_factory, run=run,
+                                bank=bank, batch_size=body.batch_size, pool_size=pool_size,
+                                files=state.files, snapshots=state.snapshots)
 
     t0 = time.perf_counter()
     try:
