@@ -5,6 +5,8 @@ selects exactly what scoring and drawing inline would have selected."""
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -70,3 +72,81 @@ async def test_loop_selects_use_the_prescored_pool_and_match_inline_scoring(sett
                                        rtol=1e-6, atol=1e-9)
         info = (await client.get(f"/v1/runs/{runs[0][0]}", headers=AUTH)).json()
         assert info["model_version"] == STEPS
+
+
+def test_staged_state_serves_only_the_version_it_was_staged_for():
+    """The worker stages version v+1's copy and pool before its commit: a select whose
+    claim still returns v must not see them; one whose claim returns v+1 takes them; a
+    failed commit drops them (a retry may commit another model under the same number)."""
+    from types import SimpleNamespace
+
+    from curator.runs.prescore import Prescored
+    from curator.runs.snapshots import SnapshotCache
+
+    cache = SnapshotCache(session_factory=None, device="cpu")  # never reads: no misses
+    run = SimpleNamespace(id=1, bank_id=1)
+    old, new = object(), object()
+    cache.put(1, 2, old)
+
+    def scores(version):
+        return Prescored(version=version, start=64, bank_size=100,
+                         positions=np.arange(16, dtype=np.int64), logits=np.zeros(16),
+                         active=True, top_p=1.0, temperature=1.0, explore=0.0)
+
+    cache.stage(1, 3, new, scores(3))
+    assert cache.get(run, 2) is old
+    assert cache.take_scores(1, 2, 64, 100, 16, 4) is None
+    assert cache.take_scores(1, 3, 64, 100, 16, 4).version == 3
+    assert cache.get(run, 3) is new  # the claim returned 3: committed
+    assert cache.cached_version(1) == 3
+
+    cache.stage(1, 4, object(), scores(4))
+    cache.unstage(1, 4)
+    assert cache.take_scores(1, 4, 64, 100, 16, 4) is None
+    cache.promote(1, 4)  # nothing staged any more: no effect
+    assert cache.cached_version(1) == 3
+
+
+async def test_a_failed_commit_leaves_no_staged_version_behind(sqlite_settings):
+    """A real failed commit (a trigger aborts version 2's history point, which the ORM
+    flushes in the commit itself, after the handover was staged): the
+    ticket is set aside, the run stays at version 1, the pool staged for version 2 is
+    gone and the next select is served by version 1."""
+    from sqlalchemy import text
+
+    sqlite_settings.max_apply_attempts = 1
+    async with running_app(sqlite_settings) as (client, app):
+        state = app.state.curator
+        bank_id = await make_bank(client, 120)
+        run_id, token = await make_run(client, bank_id, "actor_curator", {"dormant_steps": 0})
+        with state.session_factory() as s:
+            s.execute(text("CREATE TRIGGER no_v2 BEFORE INSERT ON history "
+                           "WHEN NEW.model_version = 2 BEGIN SELECT RAISE(ABORT, 'no v2'); "
+                           "END"))
+            s.commit()
+        rng = np.random.default_rng(0)
+        for step in range(2):
+            body = (await client.post(f"/v1/runs/{run_id}/select",
+                                      json={"batch_size": 16, "pool_size": 48},
+                                      headers=bearer(token))).json()
+            assert body["model_version"] == step
+            results = [{"problem_id": p["problem_id"], "rewards": [1, 0, 1, 0],
+                        "log_ratios": (rng.standard_normal(4) * 0.01).tolist()}
+                       for p in body["problems"]]
+            r = await client.post(f"/v1/runs/{run_id}/feedback",
+                                  json={"ticket_id": body["ticket_id"], "results": results},
+                                  headers=bearer(token))
+            assert r.status_code == 202
+            if step == 0:
+                await wait_applied(client, run_id, 1)
+        for _ in range(200):
+            info = (await client.get(f"/v1/runs/{run_id}", headers=AUTH)).json()
+            if info["tickets"].get("failed", 0):
+                break
+            await asyncio.sleep(0.05)
+        assert info["tickets"]["failed"] == 1 and info["model_version"] == 1
+        assert state.snapshots.scored_version(run_id) != 2
+        body = (await client.post(f"/v1/runs/{run_id}/select",
+                                  json={"batch_size": 16, "pool_size": 48},
+                                  headers=bearer(token))).json()
+        assert body["model_version"] == 1

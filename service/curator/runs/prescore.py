@@ -204,10 +204,12 @@ def prescore_into(snapshots: SnapshotCache, strategy: Strategy, version: int, ru
 class SelectionHandover:
     """The embedded worker's handover of each new version to the API (worker.Handover).
 
-    Before the commit, with the training copy: score the next pool and build a selection
-    copy; after it, publish both (two dictionary writes), so a select that sees the new
-    version finds its pool scored and never reads the checkpoint. A select arriving
-    between the commit and the publish waits for it (`SnapshotCache.expect`).
+    Before the commit, with the training copy: score the next pool, draw its batch and
+    build a selection copy, and stage them in the snapshot cache under the new version;
+    a select only takes staged state whose version its claim returned, so nothing is
+    used before the commit makes it real, and a select right after the commit neither
+    waits for the worker nor reads the checkpoint. After the commit the copy becomes the
+    run's current one (or, if the commit failed, the staged state is dropped).
     """
 
     def __init__(self, snapshots: SnapshotCache, session_factory: sessionmaker[Session],
@@ -225,20 +227,16 @@ class SelectionHandover:
                                self.snapshots.last_batch_size(run.id))
         return selection_copy(strategy, run, bank.dim, self._device), scores
 
-    def expect(self, run_id: int, version: int) -> None:
-        self.snapshots.expect(run_id, version)
+    def stage(self, run_id: int, version: int, prepared: object) -> None:
+        copy, scores = prepared  # type: ignore[misc]
+        self.snapshots.stage(run_id, version, copy, scores)
 
     def publish(self, run_id: int, version: int, prepared: object | None) -> str | None:
-        """Install the copy and the scores; the scores also go out with the version's
+        """Make the staged copy current; the scores also go out with the version's
         announcement, for API replicas in other processes."""
-        try:
-            if prepared is None:
-                return None
-            copy, scores = prepared  # type: ignore[misc]
-            self.snapshots.put(run_id, version, copy)
-            if scores is None:
-                return None
-            self.snapshots.put_scores(run_id, scores)
-            return scores.encode()
-        finally:
-            self.snapshots.delivered(run_id, version)
+        if prepared is None:
+            self.snapshots.unstage(run_id, version)
+            return None
+        self.snapshots.promote(run_id, version)
+        _, scores = prepared  # type: ignore[misc]
+        return None if scores is None else scores.encode()

@@ -124,7 +124,7 @@ def select_batch(*, session: Session, session_factory: sessionmaker[Session], ru
     # (runs/prescore.py) nothing is scored here, and usually nothing drawn either;
     # otherwise the pool is scored inside the transaction, which holds the run's row
     # (PostgreSQL) or the write lock (SQLite) for that long.
-    snapshots.wait_pending(run.id)  # a new version being handed over: take it, not race it
+    snapshots.wait_pending(run.id)  # a replica loading an announced version: take it
     s = session
     start, step, version = _claim(s, run.id, m)
     scores = snapshots.take_scores(run.id, version, start, n, m, batch_size)

@@ -63,6 +63,8 @@ class SnapshotCache:
         self._scores: OrderedDict[int, Prescored] = OrderedDict()
         self._lock = threading.Lock()
         self._pending: dict[int, tuple[int, threading.Event]] = {}
+        # a version the in-process worker is committing: (version, selection copy)
+        self._staged: dict[int, tuple[int, Strategy]] = {}
         self._batch_sizes: OrderedDict[int, int] = OrderedDict()  # last select's, per run
         self.prescored_hits = 0  # selects that used a prescored pool
         self.prescored_misses = 0  # selects that scored their pool inline
@@ -74,6 +76,9 @@ class SnapshotCache:
             if hit is not None and hit[0] >= version:
                 self._items.move_to_end(run.id)
                 return hit[1]
+            staged = self._staged.get(run.id)
+        if staged is not None and staged[0] == version:  # committed: the claim returned it
+            return self.put(run.id, version, staged[1])
         with self._sf() as s:
             dim = s.scalar(select(Bank.dim).where(Bank.id == run.bank_id))
             strategy = load_strategy(s, run, version, dim, self._device)
@@ -93,9 +98,39 @@ class SnapshotCache:
                 self._scores.pop(evicted, None)
             return self._items[run_id][1]
 
+    def stage(self, run_id: int, version: int, strategy: Strategy,
+              scores: Prescored | None) -> None:
+        """The in-process worker is about to commit `version`: keep its selection copy
+        and prescored pool, for selects whose claim returns that version (see
+        runs/prescore.py SelectionHandover)."""
+        with self._lock:
+            self._staged[run_id] = (version, strategy)
+        if scores is not None:
+            self.put_scores(run_id, scores)  # matched on the exact version: safe to keep
+
+    def promote(self, run_id: int, version: int) -> None:
+        """`version` is committed: its staged copy becomes the run's current one."""
+        with self._lock:
+            staged = self._staged.get(run_id)
+            if staged is None or staged[0] != version:
+                return
+            del self._staged[run_id]
+        self.put(run_id, version, staged[1])
+
+    def unstage(self, run_id: int, version: int) -> None:
+        """`version`'s commit failed: drop what was staged for it (a retry may commit
+        another model under the same number)."""
+        with self._lock:
+            staged = self._staged.get(run_id)
+            if staged is not None and staged[0] == version:
+                del self._staged[run_id]
+            scores = self._scores.get(run_id)
+            if scores is not None and scores.version == version:
+                del self._scores[run_id]
+
     def expect(self, run_id: int, version: int) -> None:
-        """A handover of `version` is coming (called before the worker's commit makes the
-        version visible): selects of the run wait for it rather than racing it."""
+        """A replica is loading announced `version` (app.py, preload_versions): selects of
+        the run wait for it rather than load it a second time."""
         with self._lock:
             self._pending[run_id] = (version, threading.Event())
 
@@ -175,3 +210,4 @@ class SnapshotCache:
             self._items.pop(run_id, None)
             self._scores.pop(run_id, None)
             self._batch_sizes.pop(run_id, None)
+            self._staged.pop(run_id, None)

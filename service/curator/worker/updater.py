@@ -63,15 +63,16 @@ class Handover(Protocol):
     """Hands each new version to selection (the embedded server's SelectionHandover).
 
     `prepare` runs after the update and before any write of the apply's transaction, under
-    the run's lock (nothing else touches `strategy` then; it must not keep it); `expect`
-    just before the commit that makes `version` visible; `publish` right after it, with
-    what `prepare` returned (None when it or the commit failed); what `publish` returns
-    goes out with the version's announcement to the API replicas.
+    the run's lock (nothing else touches `strategy` then; it must not keep it); `stage`,
+    with what `prepare` returned, just before the commit that makes `version` visible
+    (staged state must not be used for an older version); `publish` right after the
+    commit, with what `prepare` returned, or None when it or the commit failed; what
+    `publish` returns goes out with the version's announcement to the API replicas.
     """
 
     def prepare(self, run: Run, bank: Bank, version: int, strategy: Strategy) -> object: ...
 
-    def expect(self, run_id: int, version: int) -> None: ...
+    def stage(self, run_id: int, version: int, prepared: object) -> None: ...
 
     def publish(self, run_id: int, version: int, prepared: object | None) -> str | None:
         """Returns a payload to announce with the version (for other processes), or None."""
@@ -193,16 +194,22 @@ class Updater:
                                    entropy=ticket.pool_entropy, curator_share=curator_share,
                                    extra=dict(stats.extra),
                                    selected_by=selected_counts(s, bank.id, ticket_id)))
-                if self.handover is not None:
-                    self.handover.expect(run.id, version)
+                if self.handover is not None and prepared is not None:
+                    try:
+                        self.handover.stage(run.id, version, prepared)
+                    except Exception:
+                        log.exception("staging the handover of run %d v%d failed", run.id,
+                                      version)
+                        prepared = None
                 try:
                     s.commit()
                 except Exception:
-                    self._cache.pop(run.id, None)
-                    self._publish(run.id, version, None)
+                    # run_id, not run.id: after a failed flush the ORM row cannot be read
+                    self._cache.pop(run_id, None)
+                    self._publish(run_id, version, None)
                     raise
-                announcement = self._publish(run.id, version, prepared)
-                self._cache[run.id] = (version, strategy)
+                announcement = self._publish(run_id, version, prepared)
+                self._cache[run_id] = (version, strategy)
             except Exception as exc:
                 s.rollback()
                 raise ApplyError(ticket_id) from exc
