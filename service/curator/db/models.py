@@ -81,7 +81,8 @@ class Run(Base):
 
 class Ticket(Base):
     __tablename__ = "tickets"
-    __table_args__ = (Index("ix_tickets_run_state", "run_id", "state"),)
+    __table_args__ = (Index("ix_tickets_run_state", "run_id", "state"),
+                      Index("ix_tickets_run_step", "run_id", "step"))
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
