@@ -296,3 +296,15 @@ async def test_extreme_but_finite_feedback_cannot_break_a_run(settings):
         assert all(p["propensity"] > 0 for p in r.json()["problems"])
         r = await client.get(f"/v1/runs/{run_id}/distribution", headers=AUTH)
         assert r.status_code == 200, r.text
+
+
+async def test_indexing_an_empty_bank_is_not_a_500(settings):
+    """Found by fuzzing: FAISS could not write the index of a bank with no problems (its
+    directory did not exist yet). An empty bank indexes to an empty, ready index."""
+    async with app_client(settings) as client:
+        r = await client.post("/v1/banks", json={"name": "empty", "embedder": "hash"},
+                              headers=AUTH)
+        bank_id = r.json()["bank_id"]
+        r = await client.post(f"/v1/banks/{bank_id}/index", headers=AUTH)
+        assert r.status_code == 200, r.text
+        assert r.json()["index"]["size"] == 0

@@ -150,3 +150,31 @@ async def test_a_failed_commit_leaves_no_staged_version_behind(sqlite_settings):
                                   json={"batch_size": 16, "pool_size": 48},
                                   headers=bearer(token))).json()
         assert body["model_version"] == 1
+
+
+async def test_a_select_scored_by_a_newer_copy_records_that_version(sqlite_settings):
+    """Between a select's claim and its scoring the worker may hand a newer version over;
+    the ticket (and the answer) then carry the version that scored the pool, not the
+    older one the claim returned."""
+    from curator.runs.snapshots import selection_copy
+
+    sqlite_settings.embedded_worker = False
+    async with running_app(sqlite_settings) as (client, app):
+        state = app.state.curator
+        bank_id = await make_bank(client, 120)
+        run_id, token = await make_run(client, bank_id, "actor_curator", {"dormant_steps": 0})
+        from curator.db.models import Run
+
+        with state.session_factory() as s:
+            run = s.get(Run, run_id)
+            strategy = state.snapshots.get(run, 0)
+            # as if version 4 had been handed over after this select's claim returned 0
+            state.snapshots.put(run_id, 4, selection_copy(strategy, run, strategy.dim, "cpu"))
+        body = (await client.post(f"/v1/runs/{run_id}/select",
+                                  json={"batch_size": 16, "pool_size": 48},
+                                  headers=bearer(token))).json()
+        assert body["model_version"] == 4
+        from curator.db.models import Ticket
+
+        with state.session_factory() as s:
+            assert s.get(Ticket, body["ticket_id"]).model_version == 4

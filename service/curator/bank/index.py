@@ -47,6 +47,7 @@ class BankIndex:
             if progress is not None:
                 progress(min(chunk, data.shape[0] - start))
         tmp = self.path.with_suffix(".tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)  # an empty bank has no directory yet
         faiss.write_index(index, str(tmp))
         tmp.replace(self.path)
         self._index = None

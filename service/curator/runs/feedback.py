@@ -8,6 +8,7 @@ and changes nothing (first write wins).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from datetime import timezone
 from typing import Any
@@ -76,7 +77,7 @@ def record_feedback(*, session_factory: sessionmaker[Session], run: Run, ticket_
         if unknown:
             raise FeedbackError("results name problems that are not in this ticket",
                                 {"problem_ids": unknown[:100]})
-        repeated = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) < len(ids) else []
+        repeated = sorted(i for i, c in Counter(ids).items() if c > 1)
         if repeated:
             raise FeedbackError("a problem appears more than once in results",
                                 {"problem_ids": repeated[:100]})

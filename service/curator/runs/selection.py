@@ -143,7 +143,9 @@ def select_batch(*, session: Session, session_factory: sessionmaker[Session], ru
             logits, active = scores.logits, scores.active
             top_p, temperature, explore = scores.top_p, scores.temperature, scores.explore
         else:
-            strategy = snapshots.get(run, version)
+            # a copy newer than the claim's version may be cached (handed over since the
+            # claim): the ticket records the version that scored its pool
+            version, strategy = snapshots.get_versioned(run, version)
             logits = pool_logits(strategy, session_factory, files, bank, positions)
             active, top_p, temperature = strategy.active(), strategy.top_p, strategy.temperature
             explore = float(getattr(strategy, "explore_share", 0.0))

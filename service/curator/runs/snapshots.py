@@ -71,23 +71,31 @@ class SnapshotCache:
         self.drawn_ahead = 0  # selects whose draw was made ahead too
 
     def get(self, run: Run, version: int) -> Strategy:
+        return self.get_versioned(run, version)[1]
+
+    def get_versioned(self, run: Run, version: int) -> tuple[int, Strategy]:
+        """The run's selection copy at `version` or newer (one the worker handed over
+        since the caller's claim), with the version it is: what the ticket records."""
         with self._lock:
             hit = self._items.get(run.id)
             if hit is not None and hit[0] >= version:
                 self._items.move_to_end(run.id)
-                return hit[1]
+                return hit
             staged = self._staged.get(run.id)
         if staged is not None and staged[0] == version:  # committed: the claim returned it
-            return self.put(run.id, version, staged[1])
+            return self._put(run.id, version, staged[1])
         with self._sf() as s:
             dim = s.scalar(select(Bank.dim).where(Bank.id == run.bank_id))
             strategy = load_strategy(s, run, version, dim, self._device)
-        return self.put(run.id, version, strategy)
+        return self._put(run.id, version, strategy)
 
     def put(self, run_id: int, version: int, strategy: Strategy) -> Strategy:
         """Install `strategy` as the run's selection copy at `version` unless the cache
         already holds that version or a newer one; returns the copy the cache now holds
         (a newer one a concurrent load put there wins)."""
+        return self._put(run_id, version, strategy)[1]
+
+    def _put(self, run_id: int, version: int, strategy: Strategy) -> tuple[int, Strategy]:
         with self._lock:
             current = self._items.get(run_id)
             if current is None or current[0] < version:
@@ -96,7 +104,7 @@ class SnapshotCache:
             while len(self._items) > self._size:
                 evicted, _ = self._items.popitem(last=False)
                 self._scores.pop(evicted, None)
-            return self._items[run_id][1]
+            return self._items[run_id]
 
     def stage(self, run_id: int, version: int, strategy: Strategy,
               scores: Prescored | None) -> None:

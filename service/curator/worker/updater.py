@@ -41,6 +41,10 @@ log = logging.getLogger("curator.worker")
 KEEP_CHECKPOINTS = 5
 
 
+class _Overtaken(Exception):
+    """Another worker applied this ticket (or moved the run) since this one read it."""
+
+
 class ApplyError(RuntimeError):
     """Applying `ticket_id` raised; the cause is chained."""
 
@@ -171,10 +175,6 @@ class Updater:
                     raise
                 version = run.model_version + 1
                 prepared = self._prepare(run, bank, version, strategy)
-                blob = dumps(strategy.state_dict())
-                s.add(Checkpoint(run_id=run.id, version=version, blob=blob))
-                s.execute(delete(Checkpoint).where(
-                    Checkpoint.run_id == run.id, Checkpoint.version <= version - KEEP_CHECKPOINTS))
                 run_stats = dict(run.stats or {})
                 kinds = [o.utility_kind for o in batch if o.utility_kind]
                 if kinds:
@@ -184,10 +184,24 @@ class Updater:
                     if "abs_advantage" in kinds:
                         run_stats["utility_fallback"] = (
                             "no log_ratios sent: utility falls back to mean |advantage|")
-                s.execute(update(Run).where(Run.id == run.id)
-                          .values(model_version=version, stats=run_stats))
-                s.execute(update(Ticket).where(Ticket.id == ticket_id)
-                          .values(state=TicketState.APPLIED, applied_at=utcnow()))
+                # Guarded writes, before anything else is written: only from the version
+                # this update started from, only a ticket still reported. PostgreSQL's
+                # FOR UPDATE already serialises workers; SQLite has no row locks, so with
+                # several worker processes two may apply one ticket: the second finds a
+                # row count of 0 and steps back (its checkpoint would collide).
+                moved = s.execute(update(Run).where(Run.id == run.id,
+                                                    Run.model_version == version - 1)
+                                  .values(model_version=version, stats=run_stats)).rowcount
+                taken = s.execute(update(Ticket).where(Ticket.id == ticket_id,
+                                                       Ticket.state == TicketState.REPORTED)
+                                  .values(state=TicketState.APPLIED, applied_at=utcnow())
+                                  ).rowcount
+                if moved != 1 or taken != 1:
+                    raise _Overtaken
+                blob = dumps(strategy.state_dict())
+                s.add(Checkpoint(run_id=run.id, version=version, blob=blob))
+                s.execute(delete(Checkpoint).where(
+                    Checkpoint.run_id == run.id, Checkpoint.version <= version - KEEP_CHECKPOINTS))
                 s.add(HistoryPoint(run_id=run.id, ticket_id=ticket_id, step=ticket.step,
                                    model_version=version, n_items=len(batch), loss=stats.loss,
                                    mean_utility=stats.mean_utility, mean_reward=stats.mean_reward,
@@ -210,6 +224,12 @@ class Updater:
                     raise
                 announcement = self._publish(run_id, version, prepared)
                 self._cache[run_id] = (version, strategy)
+            except _Overtaken:
+                s.rollback()
+                self._cache.pop(run_id, None)  # updated from a version that is gone
+                log.info("ticket %s of run %d was applied by another worker", ticket_id,
+                         run_id)
+                return Applied(ticket_id, run_id, -1, time.perf_counter() - t0, skipped=True)
             except Exception as exc:
                 s.rollback()
                 raise ApplyError(ticket_id) from exc
