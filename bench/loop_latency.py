@@ -457,20 +457,37 @@ def time_get(url: str, path: str, repeats: int) -> dict:
 
 def strategy_cell(dep: Deployment, bank_id: int, strategy: str, args, tag: str) -> dict:
     run_id, token = create_run(dep.url, bank_id, strategy, f"loop-{tag}-{strategy}")
+    before = select_paths(dep.url)
     recs = training_loop(dep.url, run_id, token, args, strategy == "actor_curator",
                          f"{tag} {strategy}")
+    after = select_paths(dep.url)
     dep.check()
     cell = summarize(recs, args.warmup, read_apply_log(dep.apply_log),
                      run_history(dep.url, run_id))
     cell["run_id"] = run_id
+    cell["select_paths"] = {k: after[k] - before.get(k, 0.0) for k in after}
     dist = time_get(dep.url, f"/v1/runs/{run_id}/distribution?top=15&by=level", 3)
     cell["distribution_ms"] = dist["p50_ms"]
     s = cell["select"]
     log(f"  {tag} {strategy}: select p50 {s['p50_ms']:.1f} / p95 {s['p95_ms']:.1f} / p99 "
         f"{s['p99_ms']:.1f} ms; apply poll p50 {cell['apply_poll']['p50_ms']:.1f} ms, stamp "
         f"{cell['apply_stamp']['p50_ms']:.1f} ms, worker "
-        f"{cell['apply_worker']['p50_ms']:.1f} ms; distribution {dist['p50_ms']:.0f} ms")
+        f"{cell['apply_worker']['p50_ms']:.1f} ms; distribution {dist['p50_ms']:.0f} ms; "
+        f"selects {cell['select_paths']}")
     return cell
+
+
+def select_paths(url: str) -> dict[str, float]:
+    """The API's counts of selects by how their pool was scored and drawn (/metrics)."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("curator_select_pools{") or line.startswith(
+                "curator_select_draws_ahead"):
+            name, _, value = line.rpartition(" ")
+            key = name.replace("curator_select_pools", "").replace("curator_", "")
+            out[key.strip("{}").replace('"', "")] = float(value)
+    return out
 
 
 def noop_cell(args, logs: Path, tag: str) -> dict:

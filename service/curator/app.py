@@ -17,9 +17,9 @@ from curator.api.routes import admin, banks, health, runs
 from curator.api.schemas import ErrorResponse
 from curator.bank.files import BankFiles
 from curator.config import Settings
-from curator.db.models import Run
 from curator.db.session import make_engine, make_session_factory
-from curator.runs.prescore import Prescored, SelectionHandover, draw_ahead, prescore_into
+from curator.runs.announcements import preload_versions
+from curator.runs.prescore import SelectionHandover
 from curator.runs.snapshots import SnapshotCache
 from curator.state import AppState
 from curator.worker.loop import run_worker
@@ -73,55 +73,6 @@ def build_state(settings: Settings) -> AppState:
                     admin_tokens=[admin, *settings.extra_admin_tokens])
 
 
-async def preload_versions(state: AppState) -> None:
-    """Take each version a separate worker announces: its prescored next pool at once,
-    so the select that follows scores nothing, then (for runs this replica serves) the
-    model itself, in the background, for selects the prescored pool does not fit."""
-
-    def load(run_id: int, version: int, scored: bool) -> None:
-        try:
-            with state.session_factory() as s:
-                run = s.get(Run, run_id)
-            if run is not None:
-                strategy = state.snapshots.get(run, version)
-                if not scored:
-                    prescore_into(state.snapshots, strategy, version, run_id,
-                                  state.session_factory, state.files)
-        finally:
-            state.snapshots.delivered(run_id, version)
-
-    while not state.stop.is_set():
-        try:
-            async for run_id, version, payload in state.queue.versions():
-                if state.snapshots.scored_version(run_id) == version:
-                    continue  # this process applied it (an embedded worker) or has it
-                scored = False
-                if payload:
-                    try:
-                        scores = Prescored.decode(payload)
-                    except (ValueError, KeyError, TypeError):
-                        log.warning("unreadable prescored pool for run %d v%d", run_id,
-                                    version)
-                    else:
-                        state.snapshots.put_scores(run_id, scores)
-                        scored = True
-                        batch = state.snapshots.last_batch_size(run_id)
-                        if batch is not None:  # a run this replica serves: draw ahead too
-                            drawn = await asyncio.to_thread(
-                                draw_ahead, scores, run_id, batch, state.session_factory,
-                                state.files)
-                            state.snapshots.replace_scores(run_id, scores, drawn)
-                if state.snapshots.cached_version(run_id) is not None:  # runs we serve
-                    if not scored:  # selects wait for this rather than load it twice
-                        state.snapshots.expect(run_id, version)
-                    await asyncio.to_thread(load, run_id, version, scored)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.warning("version announcements unavailable; retrying in 2 s")
-            await asyncio.sleep(2.0)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -135,7 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            session_factory=state.session_factory))
         preload = None
         if hasattr(state.queue, "versions"):
-            preload = asyncio.create_task(preload_versions(state))
+            preload = asyncio.create_task(preload_versions(
+                state.queue, state.snapshots, state.session_factory, state.files,
+                state.stop))
         try:
             yield
         finally:

@@ -125,6 +125,7 @@ def select_batch(*, session: Session, session_factory: sessionmaker[Session], ru
     # otherwise the pool is scored inside the transaction, which holds the run's row
     # (PostgreSQL) or the write lock (SQLite) for that long.
     snapshots.wait_pending(run.id)  # a replica loading an announced version: take it
+    snapshots.await_announced(run.id, run.model_version)  # before the claim: no lock held
     s = session
     start, step, version = _claim(s, run.id, m)
     scores = snapshots.take_scores(run.id, version, start, n, m, batch_size)

@@ -11,6 +11,7 @@ loads the checkpoint itself (`get`). The cache also keeps each run's prescored n
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 
 from sqlalchemy import select
@@ -62,6 +63,9 @@ class SnapshotCache:
         self._items: OrderedDict[int, tuple[int, Strategy]] = OrderedDict()
         self._scores: OrderedDict[int, Prescored] = OrderedDict()
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # a version or pool came in
+        # True where separate workers announce versions (app.py, preload_versions)
+        self.announced = False
         self._pending: dict[int, tuple[int, threading.Event]] = {}
         # a version the in-process worker is committing: (version, selection copy)
         self._staged: dict[int, tuple[int, Strategy]] = {}
@@ -104,6 +108,7 @@ class SnapshotCache:
             while len(self._items) > self._size:
                 evicted, _ = self._items.popitem(last=False)
                 self._scores.pop(evicted, None)
+            self._arrived.notify_all()
             return self._items[run_id]
 
     def stage(self, run_id: int, version: int, strategy: Strategy,
@@ -150,6 +155,28 @@ class SnapshotCache:
                 del self._pending[run_id]
                 pending[1].set()
 
+    def _holds(self, run_id: int, version: int) -> bool:
+        scores, item = self._scores.get(run_id), self._items.get(run_id)
+        staged = self._staged.get(run_id)
+        return ((scores is not None and scores.version >= version)
+                or (item is not None and item[0] >= version)
+                or (staged is not None and staged[0] >= version))
+
+    def await_announced(self, run_id: int, version: int, timeout: float = 0.025) -> None:
+        """Where separate workers announce versions, wait briefly for `version` (the run's
+        newest, as this select read it) to arrive: the trainer may have seen the worker's
+        commit a moment before the announcement reached this replica, and a few
+        milliseconds here spare loading the checkpoint and scoring the pool inline."""
+        if not self.announced or version <= 0:
+            return
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while not self._holds(run_id, version):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._arrived.wait(left)
+
     def wait_pending(self, run_id: int, timeout: float = 5.0) -> None:
         """Block until the run's announced handover is delivered (at most `timeout`):
         it costs what scoring inline would, and spares the checkpoint read."""
@@ -168,6 +195,7 @@ class SnapshotCache:
                 self._scores.move_to_end(run_id)
                 while len(self._scores) > self._size:
                     self._scores.popitem(last=False)
+                self._arrived.notify_all()
 
     def replace_scores(self, run_id: int, old: Prescored, new: Prescored) -> None:
         """Put `new` in `old`'s place if `old` is still waiting (no select took it)."""
