@@ -12,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from curator.errors import Clash, CuratorError, Expired, Invalid, Missing
+
 log = logging.getLogger("curator.api")
 
 _TYPES = {
@@ -91,7 +93,24 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+# The domain's refusals (curator/errors.py) by kind: the one place they meet HTTP.
+DOMAIN_STATUS: dict[type[CuratorError], int] = {Invalid: 422, Missing: 404, Expired: 410,
+                                                Clash: 409}
+
+
+def domain_status(exc: CuratorError) -> int:
+    for kind, status in DOMAIN_STATUS.items():
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CuratorError)
+    async def _domain_error(_: Request, exc: CuratorError) -> JSONResponse:
+        status = domain_status(exc)
+        return JSONResponse(error_body(status, exc.message, exc.details), status_code=status)
+
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None

@@ -9,6 +9,8 @@ from typing import Protocol
 
 import numpy as np
 
+from curator.errors import Invalid
+
 EMBEDDERS = ("hash", "minilm", "provided")
 MINILM_DIM = 384
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
@@ -23,7 +25,7 @@ class Embedder(Protocol):
         ...
 
 
-class EmbedderError(ValueError):
+class EmbedderError(Invalid):
     """Raised when an embedder cannot be built or texts cannot be embedded."""
 
 

@@ -16,16 +16,13 @@ from curator.bank.embed import Embedder, EmbedderError, bank_dim, make_embedder
 from curator.bank.payloads import encode as encode_payload
 from curator.bank.store import RowFetcher
 from curator.db.models import Bank, Problem
+from curator.errors import Invalid
 
 MAX_EXTERNAL_ID = 512
 
 
-class IngestError(ValueError):
+class IngestError(Invalid):
     """Bad problems in a request; nothing was written. `details` lists the offenders."""
-
-    def __init__(self, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.details = details
 
 
 @dataclass

@@ -18,14 +18,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from curator.curation.utility import summarise_group
 from curator.db.models import Feedback, Run, Ticket, TicketItem, utcnow
+from curator.errors import Expired, Invalid, Missing
 from curator.tickets import TicketState
 
 
-class FeedbackError(ValueError):
-    def __init__(self, message: str, details: Any = None, *, status: int = 422) -> None:
-        super().__init__(message)
-        self.details = details
-        self.status = status
+class FeedbackError(Invalid):
+    """Results that do not fit their ticket; nothing was recorded."""
+
+
+class TicketNotFound(Missing):
+    """The ticket does not exist, or belongs to another run."""
+
+
+class TicketExpired(Expired):
+    """The ticket outlived the service's ticket TTL before its feedback came."""
 
 
 @dataclass
@@ -55,8 +61,8 @@ def record_feedback(*, session_factory: sessionmaker[Session], run: Run, ticket_
     with session_factory() as s:
         ticket = s.get(Ticket, ticket_id)
         if ticket is None or ticket.run_id != run.id:
-            raise FeedbackError(f"ticket {ticket_id!r} not found for run {run.id}",
-                                {"ticket_id": ticket_id}, status=404)
+            raise TicketNotFound(f"ticket {ticket_id!r} not found for run {run.id}",
+                                 {"ticket_id": ticket_id})
         if ticket.state != TicketState.ISSUED:
             return _receipt(s, ticket)
         if ttl_s > 0:
@@ -65,10 +71,9 @@ def record_feedback(*, session_factory: sessionmaker[Session], run: Run, ticket_
                 created = created.replace(tzinfo=timezone.utc)
             age = (utcnow() - created).total_seconds()
             if age > ttl_s:
-                raise FeedbackError(f"ticket {ticket_id!r} expired {age - ttl_s:.0f} s ago "
+                raise TicketExpired(f"ticket {ticket_id!r} expired {age - ttl_s:.0f} s ago "
                                     f"(tickets live {ttl_s:.0f} s); select again",
-                                    {"ticket_id": ticket_id, "age_s": round(age, 1)},
-                                    status=410)
+                                    {"ticket_id": ticket_id, "age_s": round(age, 1)})
 
         items = set(s.scalars(select(TicketItem.problem_id)
                               .where(TicketItem.ticket_id == ticket_id)))

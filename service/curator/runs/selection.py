@@ -13,16 +13,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from curator.bank.files import BankFiles
 from curator.curation.proposal import claim_pool
 from curator.db.models import Bank, Run, Ticket, TicketItem, utcnow
+from curator.errors import Invalid
 from curator.runs.draws import draw, with_problems
 from curator.runs.prescore import pool_logits
 from curator.runs.snapshots import SnapshotCache
 from curator.tickets import TicketState
 
 
-class SelectError(ValueError):
-    def __init__(self, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.details = details
+class SelectError(Invalid):
+    """A select the run's bank cannot serve (empty, or smaller than asked)."""
 
 
 @dataclass

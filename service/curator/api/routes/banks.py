@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from curator.api.deps import AdminDep, BankDep, SessionDep, StateDep
-from curator.api.errors import Conflict, InvalidRequest, PayloadTooLarge
+from curator.api.errors import Conflict, PayloadTooLarge
 from curator.api.schemas import (
     BankCreate,
     BankList,
@@ -17,9 +17,7 @@ from curator.api.schemas import (
     ProblemsAdd,
     ProblemsAdded,
 )
-from curator.bank.embed import EmbedderError
 from curator.bank.ingest import (
-    IngestError,
     ProblemRecord,
     add_problems,
     create_bank,
@@ -50,8 +48,6 @@ def create(body: BankCreate, session: SessionDep, state: StateDep) -> BankPublic
         bank = create_bank(session=session, name=body.name, embedder=body.embedder,
                            dim=body.dim, default_hash_dim=state.settings.hash_embedder_dim)
         session.commit()
-    except IngestError as exc:
-        raise InvalidRequest(str(exc), exc.details) from exc
     except IntegrityError as exc:
         raise Conflict(f"a bank named {body.name!r} exists", {"name": body.name}) from exc
     return bank_public(state, bank)
@@ -90,10 +86,7 @@ async def add(bank: BankDep, body: ProblemsAdd, session: SessionDep,
                 payload_fetcher(state.session_factory, bank.id))
         return result
 
-    try:
-        result = await run_in_threadpool(work)
-    except (IngestError, EmbedderError) as exc:
-        raise InvalidRequest(str(exc), getattr(exc, "details", None)) from exc
+    result = await run_in_threadpool(work)  # IngestError, EmbedderError: 422 (api/errors.py)
     return ProblemsAdded(added=result.added, duplicates=result.duplicates,
                          problem_ids=result.problem_ids, size=result.size)
 

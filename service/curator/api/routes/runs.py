@@ -18,7 +18,7 @@ from curator.api.deps import (
     TokenDep,
     authorise_run_sync,
 )
-from curator.api.errors import APIError, InvalidRequest, NotFound
+from curator.api.errors import InvalidRequest, NotFound
 from curator.api.schemas import (
     FeedbackReceipt,
     FeedbackRequest,
@@ -32,8 +32,8 @@ from curator.api.schemas import (
 from curator.curation.strategies import StrategyError, build_strategy
 from curator.db.models import Bank, Run
 from curator.runs import tokens
-from curator.runs.feedback import FeedbackError, ResultRecord, record_feedback, run_snapshot
-from curator.runs.selection import SelectError, select_batch
+from curator.runs.feedback import ResultRecord, record_feedback, run_snapshot
+from curator.runs.selection import select_batch
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 log = logging.getLogger("curator.api")
@@ -97,10 +97,7 @@ async def select(run_id: IdPath, body: SelectRequest, state: StateDep,
                                 files=state.files, snapshots=state.snapshots)
 
     t0 = time.perf_counter()
-    try:
-        result = await run_in_threadpool(work)
-    except SelectError as exc:
-        raise InvalidRequest(str(exc), exc.details) from exc
+    result = await run_in_threadpool(work)  # a SelectError is a 422 (api/errors.py)
     state.metrics.observe("select", time.perf_counter() - t0)
     state.metrics.inc("selected_problems", body.batch_size)
     # Spliced from pre-encoded problem JSON (bank/payloads.py): re-validating and
@@ -123,10 +120,7 @@ async def feedback(run: RunAuthDep, body: FeedbackRequest, state: StateDep,
                                ttl_s=state.settings.ticket_ttl_s)
 
     t0 = time.perf_counter()
-    try:
-        receipt = await run_in_threadpool(work)
-    except FeedbackError as exc:
-        raise APIError(str(exc), exc.details, status_code=exc.status) from exc
+    receipt = await run_in_threadpool(work)  # refusals map to HTTP in api/errors.py
     state.metrics.observe("feedback", time.perf_counter() - t0)
     if receipt.replayed:
         response.headers["Curator-Replayed"] = "true"

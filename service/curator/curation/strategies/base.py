@@ -13,11 +13,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TypeVar
 
 from curator.curation.types import Observation
+from curator.errors import Invalid
 
 P = TypeVar("P")
 
 
-class StrategyError(ValueError):
+class StrategyError(Invalid):
     """Unknown strategy, or invalid strategy parameters."""
 
 
