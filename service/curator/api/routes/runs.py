@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 
 from fastapi import APIRouter, Response, status
@@ -18,7 +17,7 @@ from curator.api.deps import (
     TokenDep,
     authorise_run_sync,
 )
-from curator.api.errors import InvalidRequest, NotFound
+from curator.api.errors import InvalidRequest
 from curator.api.schemas import (
     FeedbackReceipt,
     FeedbackRequest,
@@ -29,9 +28,8 @@ from curator.api.schemas import (
     SelectResponse,
     TicketCounts,
 )
-from curator.curation.strategies import StrategyError, build_strategy
-from curator.db.models import Bank, Run
-from curator.runs import tokens
+from curator.db.models import Bank
+from curator.runs import lifecycle
 from curator.runs.feedback import ResultRecord, record_feedback, run_snapshot
 from curator.runs.selection import select_batch
 
@@ -40,24 +38,16 @@ log = logging.getLogger("curator.api")
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[AdminDep])
-def create_run(body: RunCreate, session: SessionDep, state: StateDep) -> RunCreated:
-    bank = session.get(Bank, body.bank_id)
-    if bank is None:
-        raise NotFound(f"bank {body.bank_id} not found", {"bank_id": body.bank_id})
-    seed = body.seed if body.seed is not None else secrets.randbits(31)
-    try:  # validate the strategy and its parameters before anything is written
-        build_strategy(body.strategy, dict(body.params), dim=bank.dim, seed=seed, device="cpu")
-    except StrategyError as exc:
-        raise InvalidRequest(str(exc), {"strategy": body.strategy, "params": body.params}) from exc
-    run = Run(bank_id=bank.id, name=body.name, strategy=body.strategy, params=body.params,
-              seed=seed, token_hash="", cursor=0, step=0, model_version=0, stats={})
-    session.add(run)
-    session.flush()
-    token, token_hash = tokens.new_run_token(run.id)
-    run.token_hash = token_hash
-    session.commit()
-    return RunCreated(run_id=run.id, token=token, bank_id=bank.id, strategy=run.strategy,
-                      params=run.params, seed=seed, name=run.name)
+def create_run(body: RunCreate, session: SessionDep) -> RunCreated:
+    issued = lifecycle.create_run(session, bank_id=body.bank_id, strategy=body.strategy,
+                                  params=body.params, seed=body.seed, name=body.name)
+    return _created(issued)
+
+
+def _created(issued: lifecycle.IssuedRun) -> RunCreated:
+    run = issued.run
+    return RunCreated(run_id=run.id, token=issued.token, bank_id=run.bank_id,
+                      strategy=run.strategy, params=run.params, seed=run.seed, name=run.name)
 
 
 @router.get("/{run_id}")
@@ -140,9 +130,7 @@ async def feedback(run: RunAuthDep, body: FeedbackRequest, state: StateDep,
 @router.post("/{run_id}/revoke", dependencies=[AdminDep])
 def revoke(run: RunAuthDep, session: SessionDep) -> dict[str, object]:
     """Revoke the run's token (admin). The run and its data stay."""
-    db_run = session.get(Run, run.id)
-    db_run.revoked = True
-    session.commit()
+    lifecycle.revoke_token(session, run.id)
     return {"run_id": run.id, "revoked": True}
 
 
@@ -150,11 +138,4 @@ def revoke(run: RunAuthDep, session: SessionDep) -> dict[str, object]:
 def rotate_token(run: RunAuthDep, session: SessionDep) -> RunCreated:
     """Issue a new token for the run (admin): the old one stops working at once, the
     curator's learned state, tickets and history stay. Also lifts a revocation."""
-    db_run = session.get(Run, run.id)
-    token, token_hash = tokens.new_run_token(run.id)
-    db_run.token_hash = token_hash
-    db_run.revoked = False
-    session.commit()
-    return RunCreated(run_id=db_run.id, token=token, bank_id=db_run.bank_id,
-                      strategy=db_run.strategy, params=db_run.params, seed=db_run.seed,
-                      name=db_run.name)
+    return _created(lifecycle.rotate_token(session, run.id))
