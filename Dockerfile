@@ -9,7 +9,6 @@ RUN pip install --index-url "$TORCH_INDEX" "$TORCH_SPEC"
 COPY pyproject.toml README.md alembic.ini ./
 COPY client ./client
 COPY service ./service
-COPY migrations ./migrations
 RUN pip install -e ./client -e ".[embed]"
 EXPOSE 8000
 CMD ["curator", "serve", "--host", "0.0.0.0", "--port", "8000"]

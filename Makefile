@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml client/pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch first: a CPU build lies on this machine's disk; GPU users bring their own.
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ./client -e ".[dev,embed]"
+	$(PIP) install -q -e ./client -e ".[dev,embed,sim]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -32,7 +32,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 lint: install
-	$(VENV)/bin/ruff check service client tests bench migrations
+	$(VENV)/bin/ruff check service client tests bench
 	$(VENV)/bin/lint-imports --no-cache
 
 bench: install

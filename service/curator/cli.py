@@ -10,20 +10,13 @@ import sys
 from pathlib import Path
 
 from curator.config import Settings
-
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+from curator.db.migrate import alembic_config, upgrade
 
 
 def migrate(settings: Settings) -> None:
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # before the import: it logs
-    from alembic import command
-    from alembic.config import Config
-
+    """`curator migrate`: the data directory (SQLite lives there) and the newest schema."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", settings.sqlalchemy_url.replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    upgrade(settings.sqlalchemy_url)
 
 
 def schema_problem(settings: Settings, *, unreachable_ok: bool = False) -> str | None:
@@ -32,7 +25,6 @@ def schema_problem(settings: Settings, *, unreachable_ok: bool = False) -> str |
     `unreachable_ok`: a database that cannot be reached now is not reported (a server may
     start before its PostgreSQL and report it in /readyz)."""
     logging.getLogger("alembic").setLevel(logging.WARNING)  # before the import: it logs
-    from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
     from sqlalchemy import create_engine
@@ -55,9 +47,7 @@ def schema_problem(settings: Settings, *, unreachable_ok: bool = False) -> str |
         return f"cannot open the database at {where}: {reason}"
     finally:
         engine.dispose()
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    script = ScriptDirectory.from_config(cfg)
+    script = ScriptDirectory.from_config(alembic_config(settings.sqlalchemy_url))
     heads = set(script.get_heads())
     if not current:
         return f"the database at {where} has no Curator tables yet: run `curator migrate` first"

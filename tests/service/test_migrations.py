@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from curator.admin import views
-from curator.cli import MIGRATIONS_DIR
+from curator.db.migrate import MIGRATIONS_DIR
 from curator.db.models import Base, Run
 from curator.db.session import make_session_factory
 from tests.conftest import PG_HOST, PG_PORT, PG_USER, postgres_available

@@ -60,8 +60,8 @@ def local_service(*, device: str = "cpu", data_dir: Path | None = None,
     import uvicorn
 
     from curator.app import create_app
-    from curator.cli import migrate
     from curator.config import Settings
+    from curator.db.migrate import upgrade
 
     with contextlib.ExitStack() as stack:
         if data_dir is None:
@@ -70,7 +70,7 @@ def local_service(*, device: str = "cpu", data_dir: Path | None = None,
         settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'sim.db'}",
                             redis_url=None, admin_token=token, device=device,
                             embedded_worker=True, log_level="warning", mode="dev")
-        migrate(settings)
+        upgrade(settings.sqlalchemy_url)
         port = _free_port()
         config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
                                 log_level="warning", access_log=False, lifespan="on")
