@@ -36,8 +36,8 @@ from curator.admin.schemas import (
     ScoreStats,
     TopProblem,
 )
-from curator.bank.ingest import row_fetcher
-from curator.bank.store import EmbeddingStore
+from curator.bank import access
+from curator.bank.files import BankFiles
 from curator.curation.sampler import entropy, softmax
 from curator.curation.types import Pool, Strategy
 from curator.db.models import Bank, HistoryPoint, Problem, Run, Ticket, TicketItem
@@ -263,7 +263,7 @@ def _selected_shares(session: Session, bank_id: int,
 
 
 def distribution(*, session: Session, session_factory: sessionmaker[Session], run: Run,
-                 bank: Bank, strategy: Strategy, store: EmbeddingStore, queue: QueueState,
+                 bank: Bank, strategy: Strategy, files: BankFiles, queue: QueueState,
                  sample: int = 20_000, by: str | None = None, top: int = 20,
                  bins: int = 20) -> DistributionPublic:
     """The strategy's current distribution over the bank (see the module docstring)."""
@@ -286,8 +286,8 @@ def distribution(*, session: Session, session_factory: sessionmaker[Session], ru
     if strategy.category_field:
         categories = [None if m.get(strategy.category_field) is None
                       else str(m[strategy.category_field]) for m in metas]
-    store.sync(bank.size, row_fetcher(session_factory, bank.id))
-    pool = Pool(problem_ids=positions, embeddings=store.lookup(positions), categories=categories)
+    pool = Pool(problem_ids=positions, categories=categories,
+                embeddings=access.embeddings(files, session_factory, bank, positions))
     logits = np.asarray(strategy.logits(pool), dtype=np.float64)
     q = softmax(logits, strategy.temperature) if base["active"] else np.full(n, 1.0 / n)
 

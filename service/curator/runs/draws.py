@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from curator.bank import access
 from curator.bank.files import BankFiles
-from curator.bank.ingest import payload_fetcher
 from curator.curation.sampler import entropy, sample
 from curator.db.models import Bank
 
@@ -62,9 +62,7 @@ def with_problems(d: Draw, files: BankFiles, session_factory: sessionmaker[Sessi
     """`d` with its response JSON, spliced from the bank's pre-encoded problems
     (bank/payloads.py): re-validating and re-encoding 256 problems per select would cost
     more than the rest of it."""
-    payloads = files.payloads(bank.id)
-    payloads.sync(bank.size, payload_fetcher(session_factory, bank.id))
-    fragments = payloads.lookup(d.problem_ids.tolist())
+    fragments = access.payloads(files, session_factory, bank, d.problem_ids.tolist())
     parts = [b'{"problem_id":%d,%s,"propensity":%s,"source":"%s"}'
              % (pid, frag, repr(prop).encode(), src.encode())
              for pid, frag, prop, src in zip(d.problem_ids.tolist(), fragments,

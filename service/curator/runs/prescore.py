@@ -30,11 +30,11 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from curator.bank import access
 from curator.bank.files import BankFiles
-from curator.bank.ingest import row_fetcher
 from curator.curation.proposal import claim_pool
 from curator.curation.types import Pool, Strategy
-from curator.db.models import Bank, Problem, Run, Ticket
+from curator.db.models import Bank, Run, Ticket
 from curator.runs.draws import Draw, draw, with_problems
 
 if TYPE_CHECKING:
@@ -112,20 +112,6 @@ def with_draw(scores: Prescored, seed: int, batch_size: int | None, files: BankF
     return dataclasses.replace(scores, drawn=with_problems(d, files, session_factory, bank))
 
 
-def categories_for(session: Session, bank_id: int, positions: np.ndarray,
-                   field: str) -> list[str | None]:
-    """Each position's metadata value of `field` (a string, or None when absent)."""
-    rows = dict(session.execute(
-        select(Problem.position, Problem.meta)
-        .where(Problem.bank_id == bank_id, Problem.position.in_([int(p) for p in positions]))
-    ).all())
-    out: list[str | None] = []
-    for p in positions:
-        value = (rows.get(int(p)) or {}).get(field)
-        out.append(None if value is None else str(value))
-    return out
-
-
 def pool_logits(strategy: Strategy, session_factory: sessionmaker[Session], files: BankFiles,
                 bank: Bank, positions: np.ndarray) -> np.ndarray:
     """The strategy's logits over the pool at `positions` (embeddings and categories as
@@ -133,11 +119,9 @@ def pool_logits(strategy: Strategy, session_factory: sessionmaker[Session], file
     categories = None
     if strategy.category_field:
         with session_factory() as s:
-            categories = categories_for(s, bank.id, positions, strategy.category_field)
+            categories = access.categories(s, bank.id, positions, strategy.category_field)
     if getattr(strategy, "uses_embeddings", True):
-        store = files.store(bank.id, bank.dim)
-        store.sync(bank.size, row_fetcher(session_factory, bank.id))
-        embeddings = store.lookup(positions)
+        embeddings = access.embeddings(files, session_factory, bank, positions)
     else:
         embeddings = np.zeros((positions.size, 0), dtype=np.float32)
     pool = Pool(problem_ids=positions.astype(np.int64), embeddings=embeddings,

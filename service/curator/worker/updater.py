@@ -18,8 +18,8 @@ import numpy as np
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from curator.bank import access
 from curator.bank.files import BankFiles
-from curator.bank.ingest import row_fetcher
 from curator.curation.checkpoint import dumps
 from curator.curation.types import Observation, Strategy
 from curator.db.models import (
@@ -27,7 +27,6 @@ from curator.db.models import (
     Checkpoint,
     Feedback,
     HistoryPoint,
-    Problem,
     Run,
     Ticket,
     TicketItem,
@@ -269,16 +268,10 @@ class Updater:
         if not rows:
             return [], share
         positions = np.array([r.problem_id for r in rows], dtype=np.int64)
-        store = self._files.store(bank.id, bank.dim)
-        store.sync(bank.size, row_fetcher(self._sf, bank.id))
-        vectors = store.lookup(positions)
-        cats: dict[int, str | None] = {}
-        if category_field:
-            metas = s.execute(select(Problem.position, Problem.meta).where(
-                Problem.bank_id == bank.id, Problem.position.in_(positions.tolist()))).all()
-            for pos, meta in metas:
-                v = (meta or {}).get(category_field)
-                cats[pos] = None if v is None else str(v)
+        vectors = access.embeddings(self._files, self._sf, bank, positions)
+        cats = (dict(zip(positions.tolist(), access.categories(s, bank.id, positions,
+                                                                category_field)))
+                if category_field else {})
         return [
             Observation(problem_id=r.problem_id, logit=r.logit, propensity=r.propensity,
                         source=r.source, embedding=vectors[i], category=cats.get(r.problem_id),

@@ -40,7 +40,7 @@ def _distribution(state: AppState, session: Session, run: Run, *, sample: int,
     return views.distribution(
         session=session, session_factory=state.session_factory, run=run, bank=bank,
         strategy=state.snapshots.get(run, run.model_version),
-        store=state.files.store(bank.id, bank.dim), queue=queue, sample=sample, by=by,
+        files=state.files, queue=queue, sample=sample, by=by,
         top=top, bins=bins)
 
 

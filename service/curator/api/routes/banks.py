@@ -17,6 +17,7 @@ from curator.api.schemas import (
     ProblemsAdd,
     ProblemsAdded,
 )
+from curator.bank import access
 from curator.bank.ingest import (
     ProblemRecord,
     add_problems,
@@ -96,8 +97,7 @@ async def rebuild_index(bank: BankDep, state: StateDep) -> BankPublic:
     """Rebuild the bank's FAISS index from the embedding store (itself synced from the DB)."""
 
     def work() -> None:
-        store = state.files.store(bank.id, bank.dim)
-        store.sync(bank.size, row_fetcher(state.session_factory, bank.id))
+        store = access.synced_store(state.files, state.session_factory, bank)
         state.files.index(bank.id).build(store)
 
     await run_in_threadpool(work)
