@@ -42,7 +42,7 @@ async def main() -> None:
     from curator.runs.feedback import ResultRecord, record_feedback
     from curator.runs.prescore import SelectionHandover
     from curator.runs.selection import select_batch
-    from curator.runs.snapshots import fresh_strategy
+    from curator.strategy_store import fresh_strategy
     from curator.worker.updater import Updater
 
     tmp = tempfile.mkdtemp()

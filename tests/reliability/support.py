@@ -18,7 +18,7 @@ from tests.conftest import ADMIN
 from tests.topology.procs import free_port, wait_for
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
-KEEP_CHECKPOINTS = 5  # worker/updater.py keeps the newest five
+KEEP_CHECKPOINTS = 5  # strategy_store.py keeps the newest five
 
 
 def bearer(token: str) -> dict[str, str]:

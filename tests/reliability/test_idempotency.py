@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, func, select
 from curator.curation.checkpoint import loads
 from curator.curation.types import Pool
 from curator.db.models import Bank, Checkpoint, Feedback, HistoryPoint, Run, Ticket, TicketItem
-from curator.runs.snapshots import load_strategy
+from curator.strategy_store import load_strategy
 from curator.worker.updater import Updater
 from tests.reliability.support import assert_applied_exactly_once
 from tests.service.helpers import (

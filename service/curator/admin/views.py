@@ -41,7 +41,7 @@ from curator.bank.files import BankFiles
 from curator.curation.sampler import entropy, softmax
 from curator.curation.types import Pool, Strategy
 from curator.db.models import Bank, HistoryPoint, Problem, Run, Ticket, TicketItem
-from curator.runs.selected_by import OTHER_VALUE, field_counts, group_value
+from curator.selected_by import OTHER_VALUE, field_counts, group_value
 from curator.tickets import TicketState
 
 PROMPT_CHARS = 280

@@ -17,40 +17,10 @@ from collections import OrderedDict
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from curator.curation.checkpoint import loads
-from curator.curation.strategies import build_strategy
 from curator.curation.types import Strategy
-from curator.db.models import Bank, Checkpoint, Run
+from curator.db.models import Bank, Run
 from curator.runs.prescore import Prescored
-
-
-def fresh_strategy(run: Run, dim: int, device: str) -> Strategy:
-    return build_strategy(run.strategy, dict(run.params), dim=dim, seed=run.seed, device=device)
-
-
-def selection_copy(strategy: Strategy, run: Run, dim: int, device: str) -> Strategy:
-    """An independent copy of `strategy` for selection (the worker goes on training the
-    original): a fresh build loaded with its state, as a checkpoint load would be, without
-    the serialisation."""
-    own = getattr(strategy, "selection_copy", None)
-    if own is not None:  # a strategy that knows what selection needs copies only that
-        return own()
-    copy = fresh_strategy(run, dim, device)
-    copy.load_state_dict(strategy.state_dict())
-    return copy
-
-
-def load_strategy(session: Session, run: Run, version: int, dim: int, device: str) -> Strategy:
-    """The strategy as of `version` (0 = freshly initialised from the run's seed)."""
-    strategy = fresh_strategy(run, dim, device)
-    if version > 0:
-        blob = session.scalar(
-            select(Checkpoint.blob).where(Checkpoint.run_id == run.id,
-                                          Checkpoint.version == version))
-        if blob is None:
-            raise LookupError(f"run {run.id} has no checkpoint for version {version}")
-        strategy.load_state_dict(loads(blob))
-    return strategy
+from curator.strategy_store import load_strategy
 
 
 class SnapshotCache:

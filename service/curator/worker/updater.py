@@ -15,16 +15,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from curator.bank import access
 from curator.bank.files import BankFiles
-from curator.curation.checkpoint import dumps
 from curator.curation.types import Observation, Strategy
 from curator.db.models import (
     Bank,
-    Checkpoint,
     Feedback,
     HistoryPoint,
     Run,
@@ -32,12 +30,11 @@ from curator.db.models import (
     TicketItem,
     utcnow,
 )
-from curator.runs.selected_by import selected_counts
-from curator.runs.snapshots import load_strategy
+from curator.selected_by import selected_counts
+from curator.strategy_store import load_strategy, write_checkpoint
 from curator.tickets import TicketState
 
 log = logging.getLogger("curator.worker")
-KEEP_CHECKPOINTS = 5
 
 
 class _Overtaken(Exception):
@@ -197,10 +194,7 @@ class Updater:
                                   ).rowcount
                 if moved != 1 or taken != 1:
                     raise _Overtaken
-                blob = dumps(strategy.state_dict())
-                s.add(Checkpoint(run_id=run.id, version=version, blob=blob))
-                s.execute(delete(Checkpoint).where(
-                    Checkpoint.run_id == run.id, Checkpoint.version <= version - KEEP_CHECKPOINTS))
+                write_checkpoint(s, run.id, version, strategy)
                 s.add(HistoryPoint(run_id=run.id, ticket_id=ticket_id, step=ticket.step,
                                    model_version=version, n_items=len(batch), loss=stats.loss,
                                    mean_utility=stats.mean_utility, mean_reward=stats.mean_reward,

@@ -1,0 +1,55 @@
+"""A run's strategy as stored: built from the run, loaded from a checkpoint, written to one.
+
+The API (selection copies, runs/snapshots.py) and the worker (training copies,
+worker/updater.py) both go through these, so a version means the same bytes to both.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from curator.curation.checkpoint import dumps, loads
+from curator.curation.strategies import build_strategy
+from curator.curation.types import Strategy
+from curator.db.models import Checkpoint, Run
+
+KEEP_CHECKPOINTS = 5  # per run: the newest five versions
+
+
+def fresh_strategy(run: Run, dim: int, device: str) -> Strategy:
+    """The run's strategy at version 0 (initialised from the run's seed)."""
+    return build_strategy(run.strategy, dict(run.params), dim=dim, seed=run.seed, device=device)
+
+
+def selection_copy(strategy: Strategy, run: Run, dim: int, device: str) -> Strategy:
+    """An independent copy of `strategy` for selection (the worker goes on training the
+    original): a fresh build loaded with its state, as a checkpoint load would be, without
+    the serialisation."""
+    own = getattr(strategy, "selection_copy", None)
+    if own is not None:  # a strategy that knows what selection needs copies only that
+        return own()
+    copy = fresh_strategy(run, dim, device)
+    copy.load_state_dict(strategy.state_dict())
+    return copy
+
+
+def load_strategy(session: Session, run: Run, version: int, dim: int, device: str) -> Strategy:
+    """The strategy as of `version` (0 = freshly initialised from the run's seed)."""
+    strategy = fresh_strategy(run, dim, device)
+    if version > 0:
+        blob = session.scalar(
+            select(Checkpoint.blob).where(Checkpoint.run_id == run.id,
+                                          Checkpoint.version == version))
+        if blob is None:
+            raise LookupError(f"run {run.id} has no checkpoint for version {version}")
+        strategy.load_state_dict(loads(blob))
+    return strategy
+
+
+def write_checkpoint(session: Session, run_id: int, version: int, strategy: Strategy) -> None:
+    """Add `version`'s checkpoint to the session's transaction and drop the ones older
+    than the newest KEEP_CHECKPOINTS (bounded in count; each is bounded in size)."""
+    session.add(Checkpoint(run_id=run_id, version=version, blob=dumps(strategy.state_dict())))
+    session.execute(delete(Checkpoint).where(
+        Checkpoint.run_id == run_id, Checkpoint.version <= version - KEEP_CHECKPOINTS))
