@@ -1,68 +1,93 @@
-"""Prometheus metrics in the text exposition format, without a client library.
+"""Prometheus metrics, through prometheus-client.
 
-Process-local counters and latency histograms for the hot paths, plus gauges read from
-the database at scrape time (ticket states, runs) and the queue depth, so every replica
-reports the shared backlog the same way.
+Process-local counters and latency histograms for the hot paths, plus gauges read at
+scrape time (ticket states and runs from the database, the queue depth, how selects were
+served), so every replica reports the shared backlog the same way. Each app has its own
+registry (several apps can live in one process, as in the tests). With several processes
+behind one port (`uvicorn --workers N`), set PROMETHEUS_MULTIPROC_DIR to an empty
+directory and the scrape sums the processes' counters and histograms
+(prometheus-client's multiprocess mode).
 """
 
 from __future__ import annotations
 
-import bisect
+import os
 import threading
-from collections import defaultdict
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+try:  # the `_created` sample of every counter is noise for this service's dashboards
+    from prometheus_client import disable_created_metrics
+
+    disable_created_metrics()
+except ImportError:  # pragma: no cover - older prometheus-client
+    pass
 
 BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+Gauges = dict[str, "float | dict[str, float]"]
 
 
-class Histogram:
+class _ScrapeGauges:
+    """A collector yielding the gauges handed to `Metrics.render` for this scrape."""
+
     def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS) + 1)
-        self.total = 0.0
-        self.n = 0
+        self.values: Gauges = {}
 
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(BUCKETS, seconds)] += 1
-        self.total += seconds
-        self.n += 1
+    def collect(self):
+        for name, value in sorted(self.values.items()):
+            if isinstance(value, dict):
+                labelled = {k.partition("=")[0] for k in value}
+                family = GaugeMetricFamily(f"curator_{name}", name.replace("_", " "),
+                                           labels=sorted(labelled))
+                for label, v in sorted(value.items()):
+                    family.add_metric([label.partition("=")[2]], v)
+            else:
+                family = GaugeMetricFamily(f"curator_{name}", name.replace("_", " "),
+                                           value=value)
+            yield family
 
 
 class Metrics:
-    """Thread-safe counters and histograms of one process."""
+    """One app's counters and histograms (`curator_<name>_total`,
+    `curator_<name>_seconds`), made on first use."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.counters: dict[str, float] = defaultdict(float)
-        self.histograms: dict[str, Histogram] = defaultdict(Histogram)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._counters: dict[str, Counter] = {}
+        self._histograms: dict[str, Histogram] = {}
+        self._gauges = _ScrapeGauges()
+        self.registry.register(self._gauges)
 
     def inc(self, name: str, value: float = 1.0) -> None:
         with self._lock:
-            self.counters[name] += value
+            counter = self._counters.get(name)
+            if counter is None:
+                counter = self._counters[name] = Counter(
+                    f"curator_{name}", name.replace("_", " "), registry=self.registry)
+        counter.inc(value)
 
     def observe(self, name: str, seconds: float) -> None:
         with self._lock:
-            self.histograms[name].observe(seconds)
+            hist = self._histograms.get(name)
+            if hist is None:
+                hist = self._histograms[name] = Histogram(
+                    f"curator_{name}_seconds", f"{name} latency", buckets=BUCKETS,
+                    registry=self.registry)
+        hist.observe(seconds)
 
-    def render(self, gauges: dict[str, float | dict[str, float]]) -> str:
-        lines: list[str] = []
+    def render(self, gauges: Gauges) -> bytes:
+        """The exposition text: this process's (or, in multiprocess mode, all processes')
+        counters and histograms, and `gauges` as read for this scrape."""
         with self._lock:
-            for name, h in sorted(self.histograms.items()):
-                lines.append(f"# TYPE curator_{name}_seconds histogram")
-                cumulative = 0
-                for bound, count in zip((*BUCKETS, float("inf")), h.counts):
-                    cumulative += count
-                    le = "+Inf" if bound == float("inf") else repr(bound)
-                    lines.append(f'curator_{name}_seconds_bucket{{le="{le}"}} {cumulative}')
-                lines.append(f"curator_{name}_seconds_sum {h.total!r}")
-                lines.append(f"curator_{name}_seconds_count {h.n}")
-            for name, value in sorted(self.counters.items()):
-                lines.append(f"# TYPE curator_{name}_total counter")
-                lines.append(f"curator_{name}_total {value:g}")
-        for name, value in sorted(gauges.items()):
-            lines.append(f"# TYPE curator_{name} gauge")
-            if isinstance(value, dict):
-                for label, v in sorted(value.items()):
-                    key, _, val = label.partition("=")
-                    lines.append(f'curator_{name}{{{key}="{val}"}} {v:g}')
-            else:
-                lines.append(f"curator_{name} {value:g}")
-        return "\n".join(lines) + "\n"
+            self._gauges.values = gauges
+            if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                return generate_latest(self.registry)
+            scrape = CollectorRegistry(auto_describe=False)
+            MultiProcessCollector(scrape)
+            scrape.register(self._gauges)
+            return generate_latest(scrape)

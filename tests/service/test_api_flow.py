@@ -116,13 +116,13 @@ async def test_metrics_count_selects_feedback_and_backlog(settings):
         await _wait_applied(client, run_id, token, 1)
         r = await client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-    lines = dict(line.rsplit(" ", 1) for line in r.text.splitlines()
-                 if not line.startswith("#"))
-    assert lines["curator_select_seconds_count"] == "2"
-    assert lines['curator_select_seconds_bucket{le="+Inf"}'] == "2"
-    assert lines["curator_selected_problems_total"] == "8"
-    assert lines["curator_feedback_results_total"] == "4"
-    assert lines["curator_feedback_replays_total"] == "1"
-    assert lines['curator_tickets{state="issued"}'] == "1"
-    assert lines['curator_tickets{state="applied"}'] == "1"
-    assert lines["curator_runs"] == "1"
+    lines = {k: float(v) for k, v in (line.rsplit(" ", 1) for line in r.text.splitlines()
+                                       if not line.startswith("#"))}
+    assert lines["curator_select_seconds_count"] == 2
+    assert lines['curator_select_seconds_bucket{le="+Inf"}'] == 2
+    assert lines["curator_selected_problems_total"] == 8
+    assert lines["curator_feedback_results_total"] == 4
+    assert lines["curator_feedback_replays_total"] == 1
+    assert lines['curator_tickets{state="issued"}'] == 1
+    assert lines['curator_tickets{state="applied"}'] == 1
+    assert lines["curator_runs"] == 1

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import func, select, text
 
 from curator.api.deps import StateDep
 from curator.db.models import Run, Ticket
+from curator.metrics import CONTENT_TYPE
 from curator.tickets import TicketState
 
 router = APIRouter(tags=["health"])
@@ -71,5 +72,4 @@ async def metrics(state: StateDep) -> PlainTextResponse:
         gauges["queue_depth"] = float(await state.queue.depth())
     except Exception:
         gauges["queue_depth"] = float("nan")
-    return PlainTextResponse(state.metrics.render(gauges),
-                             media_type="text/plain; version=0.0.4")
+    return Response(state.metrics.render(gauges), media_type=CONTENT_TYPE)
