@@ -124,6 +124,39 @@ def _populate(url: str) -> dict[str, int]:
     return runs
 
 
+def _other_bank(url: str, n_runs: int) -> int:
+    """A second bank whose problems carry `topic`, not `difficulty`, and `n_runs` runs on
+    it (the first with two applied steps); the id of that first run."""
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    rng = np.random.default_rng(1)
+    with httpx.Client(base_url=url, headers=auth, timeout=30) as c:
+        bank = c.post("/v1/banks", json={"name": "by-topic", "embedder": "provided",
+                                         "dim": DIM}).json()["bank_id"]
+        vecs = rng.standard_normal((60, DIM))
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        problems = [{"external_id": f"t-{i}", "prompt": f"topic problem {i}",
+                     "metadata": {"topic": ["sets", "graphs", "series"][i % 3]},
+                     "embedding": vecs[i].round(6).tolist()} for i in range(60)]
+        assert c.post(f"/v1/banks/{bank}/problems",
+                      json={"problems": problems}).status_code == 200
+        ids = [c.post("/v1/runs", json={"bank_id": bank, "strategy": "uniform",
+                                        "name": f"topic-{k:02d}"}).json()
+               for k in range(n_runs)]
+        first, run_auth = ids[0]["run_id"], {"Authorization": f"Bearer {ids[0]['token']}"}
+        for step in range(2):
+            ticket = c.post(f"/v1/runs/{first}/select", headers=run_auth,
+                            json={"batch_size": 8, "pool_size": 32}).json()
+            c.post(f"/v1/runs/{first}/feedback", headers=run_auth, json={
+                "ticket_id": ticket["ticket_id"],
+                "results": [{"problem_id": p["problem_id"], "utility": 0.0}
+                            for p in ticket["problems"]]})
+            deadline = time.monotonic() + 30
+            while c.get(f"/v1/runs/{first}").json()["tickets"]["applied"] <= step:
+                assert time.monotonic() < deadline, "the worker did not apply feedback"
+                time.sleep(0.02)
+    return first
+
+
 def test_dashboard_renders_runs_in_chromium(server):
     runs = _populate(server)
     learn, flat = runs["actor-curator"], runs["uniform-baseline"]
@@ -175,11 +208,32 @@ def test_dashboard_renders_runs_in_chromium(server):
             page.wait_for_timeout(300)
             page.screenshot(path=str(shot), full_page=True)
 
+            topic_run = _other_bank(server, 26)  # 28 runs in all: more than a page of 25
+
             # the token survives a reload in this tab's session; the choices sit in the URL
             page.reload()
             page.wait_for_selector("#chart-mass-time svg path[data-series]")
             assert page.is_hidden("#login")
             assert page.input_value("#run-picker") == str(learn)
+
+            # the runs list: a page of the 25 newest, plus the shown and compared runs
+            # (the two first ones) wherever they are; more on demand; a filter
+            assert page.locator("#runs tbody tr").count() == 27
+            assert page.is_visible("#runs-more")
+            page.click("#runs-more")
+            page.wait_for_function("document.querySelectorAll('#runs tbody tr').length === 28")
+            assert page.is_hidden("#runs-more")
+            page.fill("#runs-filter", "topic-1")  # topic-10 … topic-19: matches only
+            page.wait_for_function("document.querySelectorAll('#runs tbody tr').length === 10")
+            assert "10 of 28 runs match" in page.inner_text("#runs-count")
+            page.fill("#runs-filter", "")
+
+            # a run on a bank without `difficulty`: the group-by offers that bank's fields
+            page.select_option("#run-picker", str(topic_run))
+            page.wait_for_function("document.querySelector('#field-picker').value === 'topic'")
+            options = page.eval_on_selector_all("#field-picker option", "os => os.map(o => o.value)")
+            assert "difficulty" not in options and "topic" in options, options
+            page.wait_for_selector("#chart-mass-time svg path[data-series='graphs']")
         finally:
             browser.close()
     assert not errors, errors

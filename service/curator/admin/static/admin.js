@@ -15,6 +15,7 @@ const PREFERRED_FIELDS = ["difficulty", "skill", "category", "topic", "subject",
 const HISTORY_PAGE = 5000;
 const MAX_POINTS = 50000;
 const LAG_SAMPLES = 240;
+const RUNS_PAGE = 25;
 
 const S = {
   token: sessionStorage.getItem(TOKEN_KEY),
@@ -27,6 +28,8 @@ const S = {
   lag: {}, // run id -> [{t, pending, lag}]
   compare: new Set(),
   compareData: null,
+  runsFilter: "", // the runs list's filter text
+  runsShown: RUNS_PAGE, // how many matching runs the list shows
   timer: null,
   busy: false,
   pending: false,
@@ -500,26 +503,40 @@ async function refresh() {
     if (!runs.some((r) => r.run_id === S.runId)) S.runId = runs[runs.length - 1].run_id;
     for (const id of [...S.compare]) if (!runs.some((r) => r.run_id === id)) S.compare.delete(id);
     renderPicker();
+    renderRuns(); // the list needs nothing else: draw it now
     const runId = S.runId;
-    let dist;
     if (S.by === undefined) {
       const probe = await api(`/v1/runs/${runId}/distribution?top=0&sample=2000`);
       S.by = chooseField(probe.fields);
     }
-    [dist] = await Promise.all([
-      api(`/v1/runs/${runId}/distribution?top=15${byParam()}`), loadHistory(runId)]);
-    if (runId !== S.runId) return;
-    S.dist = dist;
-    const lag = (S.lag[runId] = S.lag[runId] || []);
-    lag.push({ t: Date.now() / 1000, pending: dist.queue.pending, lag: dist.queue.lag_seconds });
-    if (lag.length > LAG_SAMPLES) lag.splice(0, lag.length - LAG_SAMPLES);
-    S.compareData = null;
+    // Each card is drawn as soon as its own data is in, not when the slowest answers.
+    const dist = api(`/v1/runs/${runId}/distribution?top=15${byParam()}`).then((d) => {
+      if (runId !== S.runId) return;
+      if (S.by && !d.fields.includes(S.by)) { // a field of another bank: pick this bank's
+        S.by = chooseField(d.fields);
+        S.pending = true;
+        return;
+      }
+      S.dist = d;
+      const lag = (S.lag[runId] = S.lag[runId] || []);
+      lag.push({ t: Date.now() / 1000, pending: d.queue.pending, lag: d.queue.lag_seconds });
+      if (lag.length > LAG_SAMPLES) lag.splice(0, lag.length - LAG_SAMPLES);
+      renderDistCards();
+    });
+    const hist = loadHistory(runId).then(() => { if (runId === S.runId) renderHistoryCards(); });
+    let compare = null;
     if (S.compare.size >= 2) {
       const ids = [...S.compare].sort((a, b) => a - b).join(",");
-      S.compareData = await api(`/v1/compare?runs=${ids}&top=0&points=2000${byParam()}`);
+      compare = api(`/v1/compare?runs=${ids}&top=0&points=2000${byParam()}`).then((c) => {
+        S.compareData = c;
+        renderCompare();
+      });
+    } else {
+      S.compareData = null;
+      renderCompare();
     }
+    await Promise.all([dist, hist, compare]);
     writeHash();
-    renderAll();
     $("error-banner").hidden = true;
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (err) {
@@ -550,7 +567,7 @@ function renderPicker() {
 
 function renderFields(fields) {
   const picker = $("field-picker");
-  const opts = [...new Set([...(S.by ? [S.by] : []), ...fields])].sort();
+  const opts = [...new Set(fields)].sort(); // only the fields this run's bank has
   const sig = opts.join("|");
   if (picker.dataset.sig !== sig) {
     picker.replaceChildren(h("option", { value: "" }, "(none)"),
@@ -570,20 +587,33 @@ function renderNoRuns() {
 function currentRun() { return S.runs.find((r) => r.run_id === S.runId); }
 
 function renderAll() {
+  renderRuns();
+  renderDistCards();
+  renderHistoryCards();
+  renderCompare();
+}
+
+/** The cards drawn from the run's distribution (and the KPIs, which also read history). */
+function renderDistCards() {
   const run = currentRun();
   const d = S.dist;
   if (!run || !d) return;
   renderFields(d.fields);
   renderHead(run, d);
   renderKpis(run, d);
-  renderMassTime();
   renderMassNow(d);
-  renderSeries();
   renderTop(d);
   renderHist(d);
   renderQueue();
-  renderRuns();
-  renderCompare();
+}
+
+/** The cards drawn from the run's history. */
+function renderHistoryCards() {
+  const run = currentRun();
+  if (!run) return;
+  if (S.dist) renderKpis(run, S.dist);
+  renderMassTime();
+  renderSeries();
 }
 
 function renderHead(run, d) {
@@ -764,8 +794,24 @@ function renderQueue() {
   ], { yMin: 0, xLabel: "seconds since this page opened", xName: "t +", yLabel: "tickets / s" });
 }
 
+function runMatches(r, q) {
+  return !q || `${r.run_id} ${runLabel(r)} ${r.strategy} ${r.status} ${r.bank_name}`
+    .toLowerCase().includes(q);
+}
+
 function renderRuns() {
-  const rows = S.runs.map((r) => {
+  const q = S.runsFilter.trim().toLowerCase();
+  const matching = S.runs.filter((r) => runMatches(r, q)).reverse(); // newest first
+  // a page of the matching runs, plus the shown and compared ones if they match
+  const keep = (r) => r.run_id === S.runId || S.compare.has(r.run_id);
+  const shown = matching.filter((r, i) => i < S.runsShown || keep(r));
+  const more = matching.length - shown.length;
+  $("runs-count").textContent = q ? `${matching.length} of ${S.runs.length} runs match`
+    : `${S.runs.length} runs`;
+  const moreButton = $("runs-more");
+  moreButton.hidden = more <= 0;
+  moreButton.textContent = `show ${Math.min(more, RUNS_PAGE)} more (${more} not shown)`;
+  const rows = shown.map((r) => {
     const check = h("input", { type: "checkbox", "aria-label": `compare run ${r.run_id}`,
       checked: S.compare.has(r.run_id), onclick: (ev) => ev.stopPropagation(),
       onchange: (ev) => { ev.target.checked ? S.compare.add(r.run_id) : S.compare.delete(r.run_id); refresh(); } });
@@ -937,6 +983,12 @@ function init() {
   $("refresh").addEventListener("change", schedule);
   $("run-picker").addEventListener("change", (ev) => selectRun(Number(ev.target.value)));
   $("field-picker").addEventListener("change", (ev) => { S.by = ev.target.value; refresh(); });
+  $("runs-filter").addEventListener("input", (ev) => {
+    S.runsFilter = ev.target.value;
+    S.runsShown = RUNS_PAGE;
+    renderRuns();
+  });
+  $("runs-more").addEventListener("click", () => { S.runsShown += RUNS_PAGE; renderRuns(); });
   let resizeTimer = null;
   window.addEventListener("resize", () => {
     clearTimeout(resizeTimer);
