@@ -262,6 +262,37 @@ def _selected_shares(session: Session, bank_id: int,
     return shares, values
 
 
+def _top_problems(session: Session, bank_id: int, positions: np.ndarray, logits: np.ndarray,
+                  q: np.ndarray, top: int) -> list[TopProblem]:
+    """The `top` highest-scored problems, with what a person needs to recognise them."""
+    order = np.argsort(-logits, kind="stable")[:top]
+    rows = {r.position: r for r in session.execute(
+        select(Problem.position, Problem.external_id, Problem.prompt, Problem.meta)
+        .where(Problem.bank_id == bank_id,
+               Problem.position.in_([int(positions[i]) for i in order])))}
+    out = []
+    for rank, i in enumerate(order):
+        r = rows[int(positions[i])]
+        out.append(TopProblem(rank=rank + 1, problem_id=int(positions[i]),
+                              external_id=r.external_id, prompt=r.prompt[:PROMPT_CHARS],
+                              metadata=r.meta or {}, score=float(logits[i]),
+                              probability=float(q[i])))
+    return out
+
+
+def _mass_by(by: str, metas: list[dict], q: np.ndarray) -> MassBy:
+    """q's mass per value of the field `by`, beside each value's uniform share."""
+    labels = [group_value(m, by) for m in metas]
+    mass: dict[str, float] = {}
+    count: Counter[str] = Counter(labels)
+    for label, p in zip(labels, q):
+        mass[label] = mass.get(label, 0.0) + float(p)
+    n = len(labels)
+    groups = [GroupMass(value=k, mass=mass[k], count=count[k], uniform=count[k] / n)
+              for k in sorted(mass, key=lambda k: (-mass[k], k))]
+    return MassBy(field=by, groups=groups)
+
+
 def distribution(*, session: Session, session_factory: sessionmaker[Session], run: Run,
                  bank: Bank, strategy: Strategy, files: BankFiles, queue: QueueState,
                  sample: int = 20_000, by: str | None = None, top: int = 20,
@@ -295,29 +326,8 @@ def distribution(*, session: Session, session_factory: sessionmaker[Session], ru
     max_h = math.log(n)
     support = math.exp(h)
 
-    order = np.argsort(-logits, kind="stable")[:top]
-    top_rows = {r.position: r for r in session.execute(
-        select(Problem.position, Problem.external_id, Problem.prompt, Problem.meta)
-        .where(Problem.bank_id == bank.id,
-               Problem.position.in_([int(positions[i]) for i in order])))}
-    top_items = []
-    for rank, i in enumerate(order):
-        r = top_rows[int(positions[i])]
-        top_items.append(TopProblem(rank=rank + 1, problem_id=int(positions[i]),
-                                    external_id=r.external_id, prompt=r.prompt[:PROMPT_CHARS],
-                                    metadata=r.meta or {}, score=float(logits[i]),
-                                    probability=float(q[i])))
-
-    mass_by = None
-    if by:
-        labels = [group_value(m, by) for m in metas]
-        mass: dict[str, float] = {}
-        count: Counter[str] = Counter(labels)
-        for label, p in zip(labels, q):
-            mass[label] = mass.get(label, 0.0) + float(p)
-        groups = [GroupMass(value=k, mass=mass[k], count=count[k], uniform=count[k] / n)
-                  for k in sorted(mass, key=lambda k: (-mass[k], k))]
-        mass_by = MassBy(field=by, groups=groups)
+    top_items = _top_problems(session, bank.id, positions, logits, q, top)
+    mass_by = _mass_by(by, metas, q) if by else None
 
     if metas is None:
         probe = positions[:_FIELDS_PROBE]

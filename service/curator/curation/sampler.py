@@ -60,6 +60,37 @@ def _uniform(pool_size: int, batch_size: int, rng: np.random.Generator) -> Selec
     )
 
 
+def _checked(logits: np.ndarray | None, batch_size: int, pool_size: int | None,
+             top_p: float, temperature: float,
+             explore: float) -> tuple[np.ndarray | None, int]:
+    """`sample`'s arguments validated: the logits as float64 (None: uniform) and M."""
+    z = None
+    if logits is None:
+        if pool_size is None:
+            raise ValueError("pool_size is required when logits is None")
+        m_pool = int(pool_size)
+    else:
+        z = np.asarray(logits, dtype=np.float64)
+        if z.ndim != 1:
+            raise ValueError("logits must be one-dimensional")
+        if not np.all(np.isfinite(z)):
+            raise ValueError("logits must be finite")
+        m_pool = z.shape[0]
+        if pool_size is not None and pool_size != m_pool:
+            raise ValueError(f"pool_size {pool_size} does not match {m_pool} logits")
+    if m_pool < 1:
+        raise ValueError("the pool is empty")
+    if not 1 <= batch_size <= m_pool:
+        raise ValueError(f"batch_size must be in [1, {m_pool}], got {batch_size}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0.0 <= explore <= 1.0:
+        raise ValueError(f"explore must be in [0, 1], got {explore}")
+    return z, m_pool
+
+
 def sample(
     logits: np.ndarray | None,
     batch_size: int,
@@ -90,30 +121,8 @@ def sample(
     (Exact inclusion probabilities of B sequential draws without replacement have no
     closed form; q(x) is what the reference logs.)
     """
-    if logits is None:
-        if pool_size is None:
-            raise ValueError("pool_size is required when logits is None")
-        m_pool = int(pool_size)
-    else:
-        z = np.asarray(logits, dtype=np.float64)
-        if z.ndim != 1:
-            raise ValueError("logits must be one-dimensional")
-        if not np.all(np.isfinite(z)):
-            raise ValueError("logits must be finite")
-        m_pool = z.shape[0]
-        if pool_size is not None and pool_size != m_pool:
-            raise ValueError(f"pool_size {pool_size} does not match {m_pool} logits")
-    if m_pool < 1:
-        raise ValueError("the pool is empty")
-    if not 1 <= batch_size <= m_pool:
-        raise ValueError(f"batch_size must be in [1, {m_pool}], got {batch_size}")
-    if not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if not (np.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if not 0.0 <= explore <= 1.0:
-        raise ValueError(f"explore must be in [0, 1], got {explore}")
-    if logits is None:
+    z, m_pool = _checked(logits, batch_size, pool_size, top_p, temperature, explore)
+    if z is None:
         return _uniform(m_pool, batch_size, rng)
 
     q = softmax(z, temperature)

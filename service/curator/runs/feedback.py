@@ -77,37 +77,8 @@ def record_feedback(*, session_factory: sessionmaker[Session], run: Run, ticket_
 
         items = set(s.scalars(select(TicketItem.problem_id)
                               .where(TicketItem.ticket_id == ticket_id)))
-        ids = [r.problem_id for r in results]
-        unknown = sorted({i for i in ids if i not in items})
-        if unknown:
-            raise FeedbackError("results name problems that are not in this ticket",
-                                {"problem_ids": unknown[:100]})
-        repeated = sorted(i for i, c in Counter(ids).items() if c > 1)
-        if repeated:
-            raise FeedbackError("a problem appears more than once in results",
-                                {"problem_ids": repeated[:100]})
-        if requires_rewards:
-            missing = [r.problem_id for r in results if r.rewards is None]
-            if missing:
-                raise FeedbackError(
-                    f"strategy {run.strategy!r} learns from per-rollout rewards: send `rewards`",
-                    {"problem_ids": missing[:100]})
-
-        rows = []
-        for r in results:
-            mean_reward = mean_abs_adv = None
-            utility, kind = r.utility, "direct" if r.utility is not None else None
-            if r.rewards is not None:
-                u, k, mean_reward, mean_abs_adv = summarise_group(r.rewards, r.log_ratios)
-                if utility is None:
-                    utility, kind = u, k
-                if not math.isfinite(utility):  # exp() of a huge log-ratio
-                    raise FeedbackError("log_ratios too large: the utility overflows",
-                                        {"problem_id": r.problem_id})
-            rows.append({"ticket_id": ticket_id, "problem_id": r.problem_id,
-                         "utility": utility, "utility_kind": kind, "rewards": r.rewards,
-                         "log_ratios": r.log_ratios, "mean_reward": mean_reward,
-                         "mean_abs_advantage": mean_abs_adv, "created_at": utcnow()})
+        _check_results(results, items, run.strategy if requires_rewards else None)
+        rows = [_feedback_row(ticket_id, r) for r in results]
 
         # The state transition is the idempotency guard: exactly one request wins it.
         won = s.execute(
@@ -120,6 +91,44 @@ def record_feedback(*, session_factory: sessionmaker[Session], run: Run, ticket_
         s.execute(Feedback.__table__.insert(), rows)
         s.commit()
         return Receipt(ticket_id, len(rows), TicketState.REPORTED, False)
+
+
+def _check_results(results: list[ResultRecord], items: set[int],
+                   needs_rewards_for: str | None) -> None:
+    """Every result names a problem of the ticket, once; rewards where the strategy
+    (named by `needs_rewards_for`) learns from them."""
+    ids = [r.problem_id for r in results]
+    unknown = sorted({i for i in ids if i not in items})
+    if unknown:
+        raise FeedbackError("results name problems that are not in this ticket",
+                            {"problem_ids": unknown[:100]})
+    repeated = sorted(i for i, c in Counter(ids).items() if c > 1)
+    if repeated:
+        raise FeedbackError("a problem appears more than once in results",
+                            {"problem_ids": repeated[:100]})
+    if needs_rewards_for is not None:
+        missing = [r.problem_id for r in results if r.rewards is None]
+        if missing:
+            raise FeedbackError(
+                f"strategy {needs_rewards_for!r} learns from per-rollout rewards: send "
+                "`rewards`", {"problem_ids": missing[:100]})
+
+
+def _feedback_row(ticket_id: str, r: ResultRecord) -> dict:
+    """One feedback row: the utility as sent, or computed from the group's rewards."""
+    mean_reward = mean_abs_adv = None
+    utility, kind = r.utility, "direct" if r.utility is not None else None
+    if r.rewards is not None:
+        u, k, mean_reward, mean_abs_adv = summarise_group(r.rewards, r.log_ratios)
+        if utility is None:
+            utility, kind = u, k
+        if not math.isfinite(utility):  # exp() of a huge log-ratio
+            raise FeedbackError("log_ratios too large: the utility overflows",
+                                {"problem_id": r.problem_id})
+    return {"ticket_id": ticket_id, "problem_id": r.problem_id, "utility": utility,
+            "utility_kind": kind, "rewards": r.rewards, "log_ratios": r.log_ratios,
+            "mean_reward": mean_reward, "mean_abs_advantage": mean_abs_adv,
+            "created_at": utcnow()}
 
 
 _STATES = tuple(TicketState)

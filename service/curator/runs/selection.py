@@ -14,7 +14,7 @@ from curator.bank.files import BankFiles
 from curator.curation.proposal import claim_pool
 from curator.db.models import Bank, Run, Ticket, TicketItem, utcnow
 from curator.errors import Invalid
-from curator.runs.draws import draw, with_problems
+from curator.runs.draws import Draw, draw, with_problems
 from curator.runs.prescore import pool_logits
 from curator.runs.snapshots import SnapshotCache
 from curator.tickets import TicketState
@@ -138,20 +138,13 @@ def select_batch(*, session: Session, session_factory: sessionmaker[Session], ru
     drawn = None if scores is None else scores.draw_for(step, batch_size)
     if drawn is not None:
         snapshots.note_drawn_ahead()
-    else:
-        if scores is not None:
-            logits, active = scores.logits, scores.active
-            top_p, temperature, explore = scores.top_p, scores.temperature, scores.explore
-        else:
-            # a copy newer than the claim's version may be cached (handed over since the
-            # claim): the ticket records the version that scored its pool
-            version, strategy = snapshots.get_versioned(run, version)
-            logits = pool_logits(strategy, session_factory, files, bank, positions)
-            active, top_p, temperature = strategy.active(), strategy.top_p, strategy.temperature
-            explore = float(getattr(strategy, "explore_share", 0.0))
+    elif scores is not None:
         drawn = draw(seed=run.seed, step=step, batch_size=batch_size, positions=positions,
-                     logits=logits, active=active, top_p=top_p, temperature=temperature,
-                     explore=explore)
+                     logits=scores.logits, active=scores.active, top_p=scores.top_p,
+                     temperature=scores.temperature, explore=scores.explore)
+    else:
+        version, drawn = _score_and_draw(run, bank, version, step, batch_size, positions,
+                                         session_factory, files, snapshots)
 
     ticket_id = uuid.uuid4().hex
     s.connection().execute(_NEW_TICKET, {
@@ -164,3 +157,16 @@ def select_batch(*, session: Session, session_factory: sessionmaker[Session], ru
     if drawn.problems_json is None:  # encoded after the commit: the lock is not held for it
         drawn = with_problems(drawn, files, session_factory, bank)
     return SelectResult(ticket_id, run.id, step, version, drawn.problems_json)
+
+
+def _score_and_draw(run: Run, bank: Bank, version: int, step: int, batch_size: int,
+                    positions, session_factory: sessionmaker[Session], files: BankFiles,
+                    snapshots: SnapshotCache) -> tuple[int, Draw]:
+    """Score the pool inline and draw from it; the version that scored it (a copy newer
+    than the claim's may be cached, handed over since the claim: the ticket records it)."""
+    version, strategy = snapshots.get_versioned(run, version)
+    logits = pool_logits(strategy, session_factory, files, bank, positions)
+    return version, draw(seed=run.seed, step=step, batch_size=batch_size, positions=positions,
+                         logits=logits, active=strategy.active(), top_p=strategy.top_p,
+                         temperature=strategy.temperature,
+                         explore=float(getattr(strategy, "explore_share", 0.0)))

@@ -171,15 +171,7 @@ class Updater:
                     raise
                 version = run.model_version + 1
                 prepared = self._prepare(run, bank, version, strategy)
-                run_stats = dict(run.stats or {})
-                kinds = [o.utility_kind for o in batch if o.utility_kind]
-                if kinds:
-                    run_stats["utility_kinds"] = {
-                        k: run_stats.get("utility_kinds", {}).get(k, 0) + kinds.count(k)
-                        for k in set(kinds) | set(run_stats.get("utility_kinds", {}))}
-                    if "abs_advantage" in kinds:
-                        run_stats["utility_fallback"] = (
-                            "no log_ratios sent: utility falls back to mean |advantage|")
+                run_stats = _run_stats(run.stats, batch)
                 # Guarded writes, before anything else is written: only from the version
                 # this update started from, only a ticket still reported. PostgreSQL's
                 # FOR UPDATE already serialises workers; SQLite has no row locks, so with
@@ -201,13 +193,8 @@ class Updater:
                                    entropy=ticket.pool_entropy, curator_share=curator_share,
                                    extra=dict(stats.extra),
                                    selected_by=selected_counts(s, bank.id, ticket_id)))
-                if self.handover is not None and prepared is not None:
-                    try:
-                        self.handover.stage(run.id, version, prepared)
-                    except Exception:
-                        log.exception("staging the handover of run %d v%d failed", run.id,
-                                      version)
-                        prepared = None
+                if self.handover is None or not self._stage(run_id, version, prepared):
+                    prepared = None
                 try:
                     s.commit()
                 except Exception:
@@ -228,6 +215,17 @@ class Updater:
                 raise ApplyError(ticket_id) from exc
         return Applied(ticket_id, run_id, version, time.perf_counter() - t0,
                        announcement=announcement)
+
+    def _stage(self, run_id: int, version: int, prepared: object | None) -> bool:
+        """Stage the handover before the commit; False when there is nothing staged."""
+        if prepared is None:
+            return False
+        try:
+            self.handover.stage(run_id, version, prepared)
+            return True
+        except Exception:
+            log.exception("staging the handover of run %d v%d failed", run_id, version)
+            return False
 
     def _prepare(self, run: Run, bank: Bank, version: int, strategy: Strategy) -> object:
         if self.handover is None:
@@ -273,3 +271,18 @@ class Updater:
                         mean_reward=r.mean_reward, mean_abs_advantage=r.mean_abs_advantage)
             for i, r in enumerate(rows)
         ], share
+
+
+def _run_stats(stats: dict | None, batch: list[Observation]) -> dict:
+    """The run's stats with this batch's utility kinds counted in (and a note when the
+    trainer sends rewards without log-ratios)."""
+    run_stats = dict(stats or {})
+    kinds = [o.utility_kind for o in batch if o.utility_kind]
+    if kinds:
+        run_stats["utility_kinds"] = {
+            k: run_stats.get("utility_kinds", {}).get(k, 0) + kinds.count(k)
+            for k in set(kinds) | set(run_stats.get("utility_kinds", {}))}
+        if "abs_advantage" in kinds:
+            run_stats["utility_fallback"] = (
+                "no log_ratios sent: utility falls back to mean |advantage|")
+    return run_stats
