@@ -70,7 +70,7 @@ def history(run: RunDep, session: SessionDep,
 
 @router.get("/v1/compare", dependencies=[AdminDep])
 def compare(session: SessionDep, state: StateDep,
-            runs: Annotated[str, Query(min_length=1, max_length=200,
+            runs: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[0-9][0-9, ]*$",
                                        description="comma-separated run ids, e.g. 1,2,3")],
             by: By = None, sample: Sample = 20_000, top: Top = 10, bins: Bins = 20,
             points: Annotated[int, Query(ge=1, le=10_000, description="last history points")]
