@@ -277,6 +277,24 @@ def _version() -> str:
         return "unknown"
 
 
+def _cmd_run_export(args: argparse.Namespace, settings: Settings) -> int:
+    from curator.db.session import make_engine, make_session_factory
+    from curator.errors import Missing
+    from curator.runs.export import write_parquet
+
+    if problem := schema_problem(settings):
+        print(f"curator run export: {problem}", file=sys.stderr)
+        return 2
+    sf = make_session_factory(make_engine(settings.sqlalchemy_url))
+    try:
+        rows = write_parquet(sf, args.run, args.output)
+    except Missing as exc:
+        print(f"curator run export: {exc}", file=sys.stderr)
+        return 2
+    print(f"run {args.run}: {rows} rows written to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
     see_env = "Settings come from CURATOR_* environment variables: see `curator --help`."
@@ -339,6 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-n", type=int, default=4000,
                       help="problems in the demo bank (default: %(default)s)")
     demo.set_defaults(fn=_cmd_bank_demo)
+
+    run = command(sub, "run", "run tools: export a run's record")
+    runs = run.add_subparsers(dest="run_cmd", required=True)
+    exp = command(runs, "export", "write a run's tickets, items and feedback as Parquet")
+    exp.add_argument("run", type=int, help="run id")
+    exp.add_argument("-o", "--output", required=True, help="the .parquet file to write")
+    exp.set_defaults(fn=_cmd_run_export)
 
     try:
         from curator.sim.cli import add_sim_parser

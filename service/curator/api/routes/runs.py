@@ -7,6 +7,7 @@ import time
 
 from fastapi import APIRouter, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 
 from curator.api.deps import (
     AdminDep,
@@ -30,6 +31,7 @@ from curator.api.schemas import (
 )
 from curator.db.models import Bank
 from curator.runs import lifecycle
+from curator.runs.export import parquet_chunks, record_batches
 from curator.runs.feedback import ResultRecord, record_feedback, run_snapshot
 from curator.runs.selection import select_batch
 
@@ -125,6 +127,17 @@ async def feedback(run: RunAuthDep, body: FeedbackRequest, state: StateDep,
                         receipt.ticket_id)
     return FeedbackReceipt(ticket_id=receipt.ticket_id, accepted=receipt.accepted,
                            state=receipt.state)
+
+
+@router.get("/{run_id}/export", response_class=StreamingResponse, responses={200: {
+    "content": {"application/vnd.apache.parquet": {}},
+    "description": "Parquet, one row per selected problem (runs/export.py)"}})
+def export(run: RunAuthDep, state: StateDep) -> StreamingResponse:
+    """The run's tickets, items (logit, propensity, source) and feedback as one Parquet
+    file, streamed a row group at a time (admin or the run's own token)."""
+    chunks = parquet_chunks(record_batches(state.session_factory, run.id))
+    return StreamingResponse(chunks, media_type="application/vnd.apache.parquet", headers={
+        "Content-Disposition": f'attachment; filename="run-{run.id}.parquet"'})
 
 
 @router.post("/{run_id}/revoke", dependencies=[AdminDep])
