@@ -231,7 +231,8 @@ def test_dashboard_renders_runs_in_chromium(server):
             # a run on a bank without `difficulty`: the group-by offers that bank's fields
             page.select_option("#run-picker", str(topic_run))
             page.wait_for_function("document.querySelector('#field-picker').value === 'topic'")
-            options = page.eval_on_selector_all("#field-picker option", "os => os.map(o => o.value)")
+            options = page.eval_on_selector_all("#field-picker option",
+                                                "os => os.map(o => o.value)")
             assert "difficulty" not in options and "topic" in options, options
             page.wait_for_selector("#chart-mass-time svg path[data-series='graphs']")
         finally:
