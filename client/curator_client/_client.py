@@ -258,6 +258,10 @@ class _BaseClient:
         return self._admin_get_call(f"/v1/runs/{int(run_id)}/history", by=by, after=after,
                                     limit=limit)
 
+    def _value_call(self, run_id: int, window: int, token: str | None) -> _Call[Any]:
+        return _Call("GET", f"/v1/runs/{int(run_id)}/value?window={int(window)}",
+                     _parser(lambda d: d), token=token, retry=True)
+
     def _revoke_run_call(self, run_id: int) -> _Call[Any]:
         return _Call("POST", f"/v1/runs/{int(run_id)}/revoke", _parser(lambda d: d), json={})
 
@@ -446,6 +450,13 @@ class Client(_BaseClient):
         """One page of the run's per-step series (admin); follow `next_after`."""
         return self._send(self._history_call(run_id, by, after, limit))
 
+    def value(self, run_id: int, *, window: int = 50,
+              token: str | None = None) -> dict[str, Any]:
+        """Is the curriculum paying off? The curator's items against the run's uniform
+        explore items over the last `window` reported tickets (0: all); admin or the
+        run's token. See the README's "In-run control"."""
+        return self._send(self._value_call(run_id, window, token))
+
     def revoke_run(self, run_id: int) -> dict[str, Any]:
         """Revoke the run's token (admin)."""
         return self._send(self._revoke_run_call(run_id))
@@ -604,6 +615,10 @@ class AsyncClient(_BaseClient):
     async def history(self, run_id: int, *, by: str | None = None, after: int | None = None,
                       limit: int | None = None) -> dict[str, Any]:
         return await self._send(self._history_call(run_id, by, after, limit))
+
+    async def value(self, run_id: int, *, window: int = 50,
+                    token: str | None = None) -> dict[str, Any]:
+        return await self._send(self._value_call(run_id, window, token))
 
     async def revoke_run(self, run_id: int) -> dict[str, Any]:
         return await self._send(self._revoke_run_call(run_id))

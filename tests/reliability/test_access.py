@@ -31,7 +31,8 @@ pytestmark = pytest.mark.anyio
 # the operations a run token may call (on its own run); everything else is admin-only
 RUN_TOKEN_OPS = {("get", "/v1/runs/{run_id}"), ("post", "/v1/runs/{run_id}/select"),
                  ("post", "/v1/runs/{run_id}/feedback"),
-                 ("get", "/v1/runs/{run_id}/export")}  # the run's own record
+                 ("get", "/v1/runs/{run_id}/export"),  # the run's own record
+                 ("get", "/v1/runs/{run_id}/value")}
 PUBLIC_OPS = {("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics")}  # no secrets
 
 
@@ -111,7 +112,8 @@ async def test_run_token_is_scoped_to_its_run(settings):
         for method, url, body in [("GET", f"/v1/runs/{run_b}", None),
                                   ("POST", f"/v1/runs/{run_b}/select", {"batch_size": 1}),
                                   ("POST", f"/v1/runs/{run_b}/feedback", fb),
-                                  ("GET", f"/v1/runs/{run_b}/export", None)]:
+                                  ("GET", f"/v1/runs/{run_b}/export", None),
+                                  ("GET", f"/v1/runs/{run_b}/value", None)]:
             r = await client.request(method, url, json=body, headers=bearer(tok_a))
             assert r.status_code == 403, (url, r.text)
             assert r.json()["error"]["type"] == "forbidden"

@@ -174,6 +174,44 @@ class FeedbackReceipt(BaseModel):
     state: Literal["reported", "applied"]
 
 
+class EstimateOut(BaseModel):
+    mean: float | None
+    low: float | None = Field(description="95% interval, lower end (None: too few items)")
+    high: float | None
+    n: int
+
+
+class SourceSummary(BaseModel):
+    groups: int
+    utility: EstimateOut = Field(description="mean realised utility Û of the source's items")
+    zero_signal: EstimateOut = Field(description="share of groups whose rewards were all "
+                                                 "equal (no GRPO signal)")
+    reward: EstimateOut
+    rollouts: int
+    zero_signal_rollouts: int
+    wasted_per_useful: float | None = Field(
+        description="rollouts spent on zero-signal groups per group with signal")
+
+
+class RunValue(BaseModel):
+    """The in-run control report (curation/control.py): curator items against the
+    uniform "explore" items drawn from the same pools."""
+
+    run_id: int
+    window: int
+    tickets: int
+    curator: SourceSummary
+    explore: SourceSummary
+    difference: EstimateOut = Field(description="curator − explore mean Û, Welch interval")
+    uniform_estimate: EstimateOut = Field(
+        description="uniform selection's mean Û on the same pools: the curator's items "
+                    "plus the explore items as a sample of the rest of each pool")
+    wasted_ratio: float | None = Field(
+        description="the curator's zero-signal rollouts per useful group over the explore "
+                    "items' (< 1: the curator wastes less)")
+    utility_kinds: dict[str, int]
+
+
 class ErrorDetail(BaseModel):
     type: str
     message: str

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
@@ -25,6 +27,7 @@ from curator.api.schemas import (
     RunCreate,
     RunCreated,
     RunPublic,
+    RunValue,
     SelectRequest,
     SelectResponse,
     TicketCounts,
@@ -34,6 +37,7 @@ from curator.runs import lifecycle
 from curator.runs.export import parquet_chunks, record_batches
 from curator.runs.feedback import ResultRecord, record_feedback, run_snapshot
 from curator.runs.selection import select_batch
+from curator.runs.value import value_report
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 log = logging.getLogger("curator.api")
@@ -127,6 +131,16 @@ async def feedback(run: RunAuthDep, body: FeedbackRequest, state: StateDep,
                         receipt.ticket_id)
     return FeedbackReceipt(ticket_id=receipt.ticket_id, accepted=receipt.accepted,
                            state=receipt.state)
+
+
+@router.get("/{run_id}/value")
+def value(run: RunAuthDep, session: SessionDep,
+          window: Annotated[int, Query(ge=0, le=100_000, description=(
+              "the last N tickets with feedback; 0 for the whole run"))] = 50) -> RunValue:
+    """Is the curriculum paying off? The curator's items against the explore items drawn
+    uniformly from the same pools, in this run: utility, zero-signal share, reward,
+    rollouts wasted, and an importance-weighted estimate of uniform selection."""
+    return RunValue.model_validate(asdict(value_report(session, run.id, window)))
 
 
 @router.get("/{run_id}/export", response_class=StreamingResponse, responses={200: {
