@@ -35,16 +35,30 @@ def selection_copy(strategy: Strategy, run: Run, dim: int, device: str) -> Strat
 
 
 def load_strategy(session: Session, run: Run, version: int, dim: int, device: str) -> Strategy:
-    """The strategy as of `version` (0 = freshly initialised from the run's seed)."""
+    """The strategy as of `version`. Version 0 is the run's seed-initialised strategy,
+    or, for a warm-started run, the checkpoint its creation wrote (`warm_start`)."""
     strategy = fresh_strategy(run, dim, device)
-    if version > 0:
-        blob = session.scalar(
-            select(Checkpoint.blob).where(Checkpoint.run_id == run.id,
-                                          Checkpoint.version == version))
-        if blob is None:
-            raise LookupError(f"run {run.id} has no checkpoint for version {version}")
+    blob = session.scalar(select(Checkpoint.blob).where(Checkpoint.run_id == run.id,
+                                                        Checkpoint.version == version))
+    if blob is not None:
         strategy.load_state_dict(loads(blob))
+    elif version > 0:
+        raise LookupError(f"run {run.id} has no checkpoint for version {version}")
     return strategy
+
+
+def warm_start(session: Session, run: Run, source: Run, dim: int) -> None:
+    """Write `run`'s version 0: its own fresh strategy with `source`'s learned curator
+    (the strategy's `warm_state`) loaded in. StrategyError when they do not fit."""
+    from curator.curation.strategies import StrategyError
+
+    target = fresh_strategy(run, dim, "cpu")
+    donor = load_strategy(session, source, source.model_version, dim, "cpu")
+    if not hasattr(target, "load_warm"):
+        raise StrategyError(f"init_from: strategy {run.strategy!r} has no learned state "
+                            "to start from")
+    target.load_warm(donor.warm_state())
+    session.add(Checkpoint(run_id=run.id, version=0, blob=dumps(target.state_dict())))
 
 
 def write_checkpoint(session: Session, run_id: int, version: int, strategy: Strategy) -> None:

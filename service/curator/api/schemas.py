@@ -87,6 +87,10 @@ class RunCreate(_In):
     params: FreeJSON = Field(default_factory=dict)
     seed: Annotated[int, Field(ge=0, le=2**62, strict=True)] | None = None
     name: Name | None = None
+    init_from: Id | None = Field(default=None, description=(
+        "start from this run's learned curator (same strategy, embedder and dimension; "
+        "not its optimiser, cursor or statistics); the run then has no dormant period "
+        "unless `params` sets dormant_steps"))
 
 
 class RunCreated(BaseModel):

@@ -11,10 +11,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from curator.curation.strategies import StrategyError, build_strategy
+from curator.curation.strategies import STRATEGIES, StrategyError, build_strategy
 from curator.db.models import Bank, Run
-from curator.errors import Missing
+from curator.errors import Invalid, Missing
 from curator.runs import tokens
+from curator.strategy_store import warm_start
 
 
 @dataclass
@@ -26,24 +27,54 @@ class IssuedRun:
 
 
 def create_run(session: Session, *, bank_id: int, strategy: str, params: dict[str, Any],
-               seed: int | None = None, name: str | None = None) -> IssuedRun:
+               seed: int | None = None, name: str | None = None,
+               init_from: int | None = None) -> IssuedRun:
     """A new run on `bank_id`; the strategy and its parameters are checked before
-    anything is written. A seed is drawn when none is given (recorded: runs replay)."""
+    anything is written. A seed is drawn when none is given (recorded: runs replay).
+    `init_from`: start from that run's learned curator (see `_warm_source`)."""
     bank = session.get(Bank, bank_id)
     if bank is None:
         raise Missing(f"bank {bank_id} not found", {"bank_id": bank_id})
+    source = None
+    if init_from is not None:
+        source = _warm_source(session, init_from, bank, strategy)
+        params = {"dormant_steps": 0, **params}  # it starts from a trained curator
     seed = seed if seed is not None else secrets.randbits(31)
     try:
         build_strategy(strategy, dict(params), dim=bank.dim, seed=seed, device="cpu")
     except StrategyError as exc:
         raise StrategyError(str(exc), {"strategy": strategy, "params": params}) from exc
     run = Run(bank_id=bank.id, name=name, strategy=strategy, params=params, seed=seed,
-              token_hash="", cursor=0, step=0, model_version=0, stats={})
+              token_hash="", cursor=0, step=0, model_version=0,
+              stats={} if source is None else {"init_from": source.id})
     session.add(run)
     session.flush()  # the id goes into the token
+    if source is not None:
+        warm_start(session, run, source, bank.dim)
     token, run.token_hash = tokens.new_run_token(run.id)
     session.commit()
     return IssuedRun(run, token)
+
+
+def _warm_source(session: Session, run_id: int, bank: Bank, strategy: str) -> Run:
+    """The run to start from: same strategy, and a bank with the same embedder and
+    dimension (the curator reads embeddings; other ones would mean nothing to it)."""
+    source = session.get(Run, run_id)
+    if source is None:
+        raise Missing(f"init_from: run {run_id} not found", {"init_from": run_id})
+    src_bank = session.get(Bank, source.bank_id)
+    if (src_bank.embedder, src_bank.dim) != (bank.embedder, bank.dim):
+        raise Invalid(
+            f"init_from: run {run_id}'s bank has embedder {src_bank.embedder!r}, dim "
+            f"{src_bank.dim}; this bank has {bank.embedder!r}, dim {bank.dim}",
+            {"init_from": run_id})
+    if source.strategy != strategy:
+        raise Invalid(f"init_from: run {run_id} is {source.strategy!r}, not {strategy!r}",
+                      {"init_from": run_id})
+    if not hasattr(STRATEGIES.get(strategy), "load_warm"):
+        raise Invalid(f"init_from: a {strategy!r} run has no learned curator to start from",
+                      {"init_from": run_id})
+    return source
 
 
 def revoke_token(session: Session, run_id: int) -> None:

@@ -46,7 +46,8 @@ log = logging.getLogger("curator.api")
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[AdminDep])
 def create_run(body: RunCreate, session: SessionDep) -> RunCreated:
     issued = lifecycle.create_run(session, bank_id=body.bank_id, strategy=body.strategy,
-                                  params=body.params, seed=body.seed, name=body.name)
+                                  params=body.params, seed=body.seed, name=body.name,
+                                  init_from=body.init_from)
     return _created(issued)
 
 

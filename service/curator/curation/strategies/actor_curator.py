@@ -14,6 +14,7 @@ from curator.curation.osmd import batch_kl, batch_ratio, osmd_loss
 from curator.curation.scorer import MLPScorer, PassRateHead, fit_pass_rate, resolve_device
 from curator.curation.stats import N_FEATURES, RunStats
 from curator.curation.strategies.base import (
+    StrategyError,
     base_extra,
     check_sampling,
     check_state_name,
@@ -396,6 +397,27 @@ class ActorCuratorStrategy:
         copy._updates = self._updates
         copy.category_field = self.category_field
         return copy
+
+    def warm_state(self) -> dict[str, Any]:
+        """What another run may start from (`init_from`): the learned curator — scorer and
+        pass-rate head — without the optimisers, the utility window or the run's
+        statistics, which describe this run's student."""
+        return {"name": self.name, "dim": self.dim, "hidden": self.params.hidden,
+                "head_hidden": self.params.head_hidden, "inputs": self._input_kinds(),
+                "model": module_state(self._model), "head": module_state(self._head)}
+
+    def load_warm(self, warm: dict[str, Any]) -> None:
+        """Start from another run's `warm_state` (StrategyError if it does not fit)."""
+        mine = (self.name, self.dim, self.params.hidden, self.params.head_hidden,
+                self._input_kinds())
+        theirs = (warm.get("name"), warm.get("dim"), warm.get("hidden"),
+                  warm.get("head_hidden"), warm.get("inputs"))
+        if mine != theirs:
+            raise StrategyError(
+                "init_from: the source curator has (strategy, dim, hidden, head_hidden, "
+                f"inputs) = {theirs}, this run's is {mine}")
+        self._model.load_state_dict(warm["model"])
+        self._head.load_state_dict(warm["head"])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         check_state_name(state, self.name)
