@@ -188,7 +188,7 @@ def test_dashboard_renders_runs_in_chromium(server):
             assert page.input_value("#field-picker") == "difficulty"
             legend = page.inner_text("#chart-mass-time .legend")
             assert all(level in legend for level in LEVELS), legend
-            for chart in ("entropy", "utility", "loss", "source", "hist", "mass-now"):
+            for chart in ("entropy", "utility", "loss", "source", "hist", "mass-now", "control"):
                 paths = page.locator(f"#chart-{chart} svg [data-series]").count()
                 assert paths > 0, f"chart {chart} drew nothing"
             assert "entropy / log M" in page.inner_text("#chart-entropy .legend")

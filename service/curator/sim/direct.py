@@ -75,11 +75,15 @@ def simulate_run_direct(
     trainer: TrainerConfig | None = None,
     student: StudentConfig | None = None,
     on_step: Callable[[int], Any] | None = None,
+    warm: Mapping[str, Any] | None = None,
+    keep: list | None = None,
 ) -> RunRecord:
     """One run of `strategy` (or `oracle`) on a fresh student; see the module doc.
 
     `features` [n_train, d] are what the service would hold as the bank's embeddings
-    (provided vectors, or the server embedder's output for a text bank).
+    (provided vectors, or the server embedder's output for a text bank). `warm`: start
+    from another run's `warm_state()` (the service's `init_from`); `keep`: a list the
+    trained strategy is appended to.
     """
     cfg = trainer or TrainerConfig()
     cfg.validate()
@@ -96,6 +100,8 @@ def simulate_run_direct(
     strat = None
     if strategy != ORACLE:
         strat = build_strategy(strategy, params, dim=int(features.shape[1]), seed=seed)
+        if warm is not None:
+            strat.load_warm(dict(warm))
 
     t0 = time.perf_counter()
     rec.eval_steps.append(0)
@@ -147,6 +153,8 @@ def simulate_run_direct(
             on_step(step)
     rec.final_ability = [float(a) for a in stud.ability]
     rec.seconds = time.perf_counter() - t0
+    if keep is not None:
+        keep.append(strat)
     return rec
 
 

@@ -191,7 +191,7 @@ class Updater:
                                    model_version=version, n_items=len(batch), loss=stats.loss,
                                    mean_utility=stats.mean_utility, mean_reward=stats.mean_reward,
                                    entropy=ticket.pool_entropy, curator_share=curator_share,
-                                   extra=dict(stats.extra),
+                                   extra=dict(stats.extra) | control_sums(batch),
                                    selected_by=selected_counts(s, bank.id, ticket_id)))
                 if self.handover is None or not self._stage(run_id, version, prepared):
                     prepared = None
@@ -286,3 +286,16 @@ def _run_stats(stats: dict | None, batch: list[Observation]) -> dict:
             run_stats["utility_fallback"] = (
                 "no log_ratios sent: utility falls back to mean |advantage|")
     return run_stats
+
+
+def control_sums(batch: list[Observation]) -> dict[str, float]:
+    """Per source (curator | explore): count, sum and sum of squares of the reported
+    utilities, kept with the history point so a dashboard can put a rolling interval
+    on curator − explore over steps (curation/control.py)."""
+    out: dict[str, float] = {}
+    for source, key in (("curator", "cur"), ("explore", "exp")):
+        u = np.array([o.utility for o in batch if o.source == source and o.utility is not None
+                      and np.isfinite(o.utility)], dtype=np.float64)
+        out |= {f"ctl_{key}_n": float(u.size), f"ctl_{key}_sum": float(u.sum()),
+                f"ctl_{key}_sq": float((u * u).sum())}
+    return out

@@ -614,6 +614,7 @@ function renderHistoryCards() {
   if (S.dist) renderKpis(run, S.dist);
   renderMassTime();
   renderSeries();
+  renderControl();
 }
 
 function renderHead(run, d) {
@@ -741,6 +742,42 @@ function renderSeries() {
     { name: "curator", color: "#2f6fb3", points: pts.map((p) => [p.step, p.curator_share]) },
     { name: "uniform floor (explore)", color: "#e07b39", points: pts.map((p) => [p.step, p.explore_share]) },
   ], { yMin: 0, yMax: 1, yFormat: pct, xLabel: "step", yLabel: "share of batch", emptyText: none });
+}
+
+/** Rolling curator − explore mean Û with a Welch 95% interval, from the per-step sums the
+ * worker keeps with each history point (curation/control.py). */
+function controlSeries(pts, window) {
+  const keys = ["ctl_cur_n", "ctl_cur_sum", "ctl_cur_sq", "ctl_exp_n", "ctl_exp_sum", "ctl_exp_sq"];
+  const rows = pts.filter((p) => p.extra && finite(p.extra.ctl_cur_n));
+  const out = { mid: [], low: [], high: [] };
+  const acc = keys.map(() => 0);
+  for (let i = 0; i < rows.length; i++) {
+    keys.forEach((k, j) => { acc[j] += rows[i].extra[k]; });
+    if (i >= window) keys.forEach((k, j) => { acc[j] -= rows[i - window].extra[k]; });
+    const [nc, sc, qc, ne, se, qe] = acc;
+    const step = rows[i].step;
+    if (nc < 2 || ne < 2) { for (const s of Object.values(out)) s.push([step, null]); continue; }
+    const mc = sc / nc, me = se / ne;
+    const vc = Math.max(0, (qc - nc * mc * mc) / (nc - 1)), ve = Math.max(0, (qe - ne * me * me) / (ne - 1));
+    const d = mc - me, half = 1.96 * Math.sqrt(vc / nc + ve / ne);
+    out.mid.push([step, d]); out.low.push([step, d - half]); out.high.push([step, d + half]);
+  }
+  return out;
+}
+
+function renderControl() {
+  const pts = S.hist.points;
+  const window = Math.max(5, Math.min(50, Math.round(pts.length / 10)));
+  const c = controlSeries(pts, window);
+  $("control-hint").textContent = `mean Û of the curator's items minus the explore items' ` +
+    `(uniform picks from the same pools), over the last ${window} steps, with its 95% ` +
+    "interval: above zero, the curriculum is paying off";
+  lineChart($("chart-control"), [
+    { name: "curator − explore", color: "#2f6fb3", points: c.mid },
+    { name: "95% interval", color: "#2f6fb3", points: c.low, dashed: true },
+    { name: "95% interval (high)", color: "#2f6fb3", points: c.high, dashed: true, legend: false },
+  ], { xLabel: "step", yLabel: "Δ utility", refs: [{ y: 0 }],
+    emptyText: "Needs steps with both curator and explore items (after the warm-up)." });
 }
 
 function renderTop(d) {
