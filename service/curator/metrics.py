@@ -14,16 +14,17 @@ from __future__ import annotations
 import os
 import threading
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-try:  # the `_created` sample of every counter is noise for this service's dashboards
-    from prometheus_client import disable_created_metrics
-
-    disable_created_metrics()
-except ImportError:  # pragma: no cover - older prometheus-client
-    pass
+disable_created_metrics()  # the `_created` sample of every counter is noise here
 
 BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

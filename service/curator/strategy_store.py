@@ -49,14 +49,10 @@ def load_strategy(session: Session, run: Run, version: int, dim: int, device: st
 
 def warm_start(session: Session, run: Run, source: Run, dim: int) -> None:
     """Write `run`'s version 0: its own fresh strategy with `source`'s learned curator
-    (the strategy's `warm_state`) loaded in. StrategyError when they do not fit."""
-    from curator.curation.strategies import StrategyError
-
+    (the strategy's `warm_state`) loaded in. The strategy must have one (`load_warm`:
+    runs/lifecycle.py checks); StrategyError when the two do not fit."""
     target = fresh_strategy(run, dim, "cpu")
     donor = load_strategy(session, source, source.model_version, dim, "cpu")
-    if not hasattr(target, "load_warm"):
-        raise StrategyError(f"init_from: strategy {run.strategy!r} has no learned state "
-                            "to start from")
     target.load_warm(donor.warm_state())
     session.add(Checkpoint(run_id=run.id, version=0, blob=dumps(target.state_dict())))
 

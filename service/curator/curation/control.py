@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from curator.curation.types import Observation
+
 Z95 = 1.959963984540054
 
 
@@ -122,3 +124,16 @@ def summarise(utility: np.ndarray, zero_signal: np.ndarray, reward: np.ndarray,
         groups=int(len(g)), utility=mean_interval(utility), zero_signal=mean_interval(zs),
         reward=mean_interval(reward), rollouts=int(g.sum()), zero_signal_rollouts=wasted,
         wasted_per_useful=(wasted / useful) if useful else None)
+
+
+def control_sums(batch: list[Observation]) -> dict[str, float]:
+    """Per source (curator | explore): count, sum and sum of squares of the reported
+    utilities, kept with the history point so a dashboard can put a rolling interval
+    on curator − explore over steps (the worker stores them in each point's extra)."""
+    out: dict[str, float] = {}
+    for source, key in (("curator", "cur"), ("explore", "exp")):
+        u = np.array([o.utility for o in batch if o.source == source and o.utility is not None
+                      and np.isfinite(o.utility)], dtype=np.float64)
+        out |= {f"ctl_{key}_n": float(u.size), f"ctl_{key}_sum": float(u.sum()),
+                f"ctl_{key}_sq": float((u * u).sum())}
+    return out

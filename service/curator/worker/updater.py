@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from curator.bank import access
 from curator.bank.files import BankFiles
+from curator.curation.control import control_sums
 from curator.curation.types import Observation, Strategy
 from curator.db.models import (
     Bank,
@@ -287,15 +288,3 @@ def _run_stats(stats: dict | None, batch: list[Observation]) -> dict:
                 "no log_ratios sent: utility falls back to mean |advantage|")
     return run_stats
 
-
-def control_sums(batch: list[Observation]) -> dict[str, float]:
-    """Per source (curator | explore): count, sum and sum of squares of the reported
-    utilities, kept with the history point so a dashboard can put a rolling interval
-    on curator − explore over steps (curation/control.py)."""
-    out: dict[str, float] = {}
-    for source, key in (("curator", "cur"), ("explore", "exp")):
-        u = np.array([o.utility for o in batch if o.source == source and o.utility is not None
-                      and np.isfinite(o.utility)], dtype=np.float64)
-        out |= {f"ctl_{key}_n": float(u.size), f"ctl_{key}_sum": float(u.sum()),
-                f"ctl_{key}_sq": float((u * u).sum())}
-    return out
