@@ -13,7 +13,14 @@ from sqlalchemy import select
 from curator.db.models import Checkpoint, Ticket
 from curator.db.session import make_engine, make_session_factory
 from curator.worker.updater import Updater
-from tests.service.helpers import AUTH, bearer, make_bank, make_run, running_app
+from tests.service.helpers import (
+    AUTH,
+    make_bank,
+    make_run,
+    rollouts,
+    running_app,
+    select_and_report,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -33,16 +40,8 @@ async def test_two_sqlite_workers_apply_one_ticket_once(sqlite_settings):
         rng = np.random.default_rng(0)
         outcomes = []
         for step in range(3):
-            body = (await client.post(f"/v1/runs/{run_id}/select",
-                                      json={"batch_size": 32, "pool_size": 64},
-                                      headers=bearer(token))).json()
-            results = [{"problem_id": p["problem_id"], "rewards": [1, 0, 1, 1],
-                        "log_ratios": (rng.standard_normal(4) * 0.01).tolist()}
-                       for p in body["problems"]]
-            r = await client.post(f"/v1/runs/{run_id}/feedback",
-                                  json={"ticket_id": body["ticket_id"], "results": results},
-                                  headers=bearer(token))
-            assert r.status_code == 202
+            body = await select_and_report(client, run_id, token, batch_size=32, pool_size=64,
+                                           result=rollouts([1, 0, 1, 1], rng))
             # two "processes": each its own engine (connection pool) and training cache
             url = sqlite_settings.sqlalchemy_url
             workers = [Updater(make_session_factory(make_engine(url)), state.files, "cpu")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 
@@ -65,3 +65,22 @@ async def wait_applied(client: httpx.AsyncClient, run_id: int, n: int,
             return info
         await asyncio.sleep(interval)
     raise AssertionError(f"{n} tickets not applied: {info}")
+
+
+async def select_and_report(client: httpx.AsyncClient, run_id: int, token: str, *,
+                            batch_size: int, pool_size: int,
+                            result: Callable[[dict], dict]) -> dict:
+    """One trainer step: select a batch, report `result(problem)` for each of its
+    problems (asserting the 202); the select's answer."""
+    body = (await client.post(f"/v1/runs/{run_id}/select", headers=bearer(token),
+                              json={"batch_size": batch_size, "pool_size": pool_size})).json()
+    r = await client.post(f"/v1/runs/{run_id}/feedback", headers=bearer(token), json={
+        "ticket_id": body["ticket_id"], "results": [result(p) for p in body["problems"]]})
+    assert r.status_code == 202, r.text
+    return body
+
+
+def rollouts(rewards: list[float], rng, scale: float = 0.01) -> Callable[[dict], dict]:
+    """A `result` for `select_and_report`: these rewards, random small log-ratios."""
+    return lambda p: {"problem_id": p["problem_id"], "rewards": list(rewards),
+                      "log_ratios": (rng.standard_normal(len(rewards)) * scale).tolist()}

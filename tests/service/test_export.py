@@ -13,7 +13,16 @@ from sqlalchemy import func, select
 
 from curator.db.models import Feedback, TicketItem
 from curator.runs.export import SCHEMA, parquet_chunks, record_batches
-from tests.service.helpers import AUTH, bearer, make_bank, make_run, running_app, wait_applied
+from tests.service.helpers import (
+    AUTH,
+    bearer,
+    make_bank,
+    make_run,
+    rollouts,
+    running_app,
+    select_and_report,
+    wait_applied,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -23,14 +32,8 @@ async def _run_with_history(client, steps: int = 3, batch: int = 8):
     run_id, token = await make_run(client, bank_id, "actor_curator", {"dormant_steps": 0})
     rng = np.random.default_rng(0)
     for step in range(steps):
-        t = (await client.post(f"/v1/runs/{run_id}/select", headers=bearer(token),
-                               json={"batch_size": batch, "pool_size": 24})).json()
-        results = [{"problem_id": p["problem_id"], "rewards": [1.0, 0.0, 1.0],
-                    "log_ratios": (rng.standard_normal(3) * 0.01).tolist()}
-                   for p in t["problems"]]
-        r = await client.post(f"/v1/runs/{run_id}/feedback", headers=bearer(token),
-                              json={"ticket_id": t["ticket_id"], "results": results})
-        assert r.status_code == 202
+        await select_and_report(client, run_id, token, batch_size=batch, pool_size=24,
+                                result=rollouts([1.0, 0.0, 1.0], rng))
         await wait_applied(client, run_id, step + 1)
     # one more batch handed out and never reported
     await client.post(f"/v1/runs/{run_id}/select", headers=bearer(token),

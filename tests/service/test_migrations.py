@@ -4,21 +4,19 @@ upgrades a database holding history recorded before it, and downgrades cleanly."
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from curator.admin import views
-from curator.db.migrate import MIGRATIONS_DIR
+from curator.db.migrate import alembic_config
 from curator.db.models import Base, Run
 from curator.db.session import make_session_factory
-from tests.conftest import PG_HOST, PG_PORT, PG_USER, postgres_available
+from tests.conftest import PG_HOST, PG_PORT, postgres_available, scratch_pg_database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -29,22 +27,8 @@ def empty_url(request, tmp_path) -> Iterator[str]:
         return
     if not postgres_available():
         pytest.skip(f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT}")
-    import psycopg
-
-    name = f"curator_mig_{uuid.uuid4().hex[:10]}"
-    admin = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def alembic(url: str) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return cfg
+    with scratch_pg_database("curator_mig") as url:
+        yield url
 
 
 def history_columns(engine) -> set[str]:
@@ -52,7 +36,7 @@ def history_columns(engine) -> set[str]:
 
 
 def test_0003_keeps_old_history_readable(empty_url):
-    cfg = alembic(empty_url)
+    cfg = alembic_config(empty_url)
     command.upgrade(cfg, "0002")
     engine = create_engine(empty_url)
     try:

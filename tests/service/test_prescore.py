@@ -12,7 +12,16 @@ import pytest
 from sqlalchemy import select
 
 from curator.db.models import TicketItem
-from tests.service.helpers import AUTH, bearer, make_bank, make_run, running_app, wait_applied
+from tests.service.helpers import (
+    AUTH,
+    bearer,
+    make_bank,
+    make_run,
+    rollouts,
+    running_app,
+    select_and_report,
+    wait_applied,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -126,17 +135,9 @@ async def test_a_failed_commit_leaves_no_staged_version_behind(sqlite_settings):
             s.commit()
         rng = np.random.default_rng(0)
         for step in range(2):
-            body = (await client.post(f"/v1/runs/{run_id}/select",
-                                      json={"batch_size": 16, "pool_size": 48},
-                                      headers=bearer(token))).json()
+            body = await select_and_report(client, run_id, token, batch_size=16, pool_size=48,
+                                           result=rollouts([1, 0, 1, 0], rng))
             assert body["model_version"] == step
-            results = [{"problem_id": p["problem_id"], "rewards": [1, 0, 1, 0],
-                        "log_ratios": (rng.standard_normal(4) * 0.01).tolist()}
-                       for p in body["problems"]]
-            r = await client.post(f"/v1/runs/{run_id}/feedback",
-                                  json={"ticket_id": body["ticket_id"], "results": results},
-                                  headers=bearer(token))
-            assert r.status_code == 202
             if step == 0:
                 await wait_applied(client, run_id, 1)
         for _ in range(200):

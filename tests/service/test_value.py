@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from curator.curation.control import difference, mean_interval, uniform_on_pools
-from tests.service.helpers import AUTH, bearer, running_app, wait_applied
+from tests.service.helpers import (
+    AUTH,
+    bearer,
+    running_app,
+    select_and_report,
+    wait_applied,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -53,11 +59,8 @@ async def _run(client, bank: int, strategy: str, params: dict) -> tuple[int, str
         "bank_id": bank, "strategy": strategy, "params": params, "seed": 5})).json()
     run_id, token = r["run_id"], r["token"]
     for step in range(STEPS):
-        t = (await client.post(f"/v1/runs/{run_id}/select", headers=bearer(token),
-                               json={"batch_size": 32, "pool_size": 128})).json()
-        r = await client.post(f"/v1/runs/{run_id}/feedback", headers=bearer(token), json={
-            "ticket_id": t["ticket_id"], "results": [_result(p) for p in t["problems"]]})
-        assert r.status_code == 202, r.text
+        await select_and_report(client, run_id, token, batch_size=32, pool_size=128,
+                                result=_result)
         await wait_applied(client, run_id, step + 1)
     return run_id, token
 

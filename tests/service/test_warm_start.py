@@ -10,7 +10,15 @@ import torch
 
 from curator.db.models import Run
 from curator.strategy_store import load_strategy
-from tests.service.helpers import AUTH, bearer, make_bank, make_run, running_app, wait_applied
+from tests.service.helpers import (
+    AUTH,
+    make_bank,
+    make_run,
+    rollouts,
+    running_app,
+    select_and_report,
+    wait_applied,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -18,14 +26,8 @@ pytestmark = pytest.mark.anyio
 async def _train(client, run_id: int, token: str, steps: int = 4) -> None:
     rng = np.random.default_rng(0)
     for step in range(steps):
-        t = (await client.post(f"/v1/runs/{run_id}/select", headers=bearer(token),
-                               json={"batch_size": 16, "pool_size": 48})).json()
-        r = await client.post(f"/v1/runs/{run_id}/feedback", headers=bearer(token), json={
-            "ticket_id": t["ticket_id"],
-            "results": [{"problem_id": p["problem_id"], "rewards": [1.0, 0.0, 1.0],
-                         "log_ratios": (rng.standard_normal(3) * 0.05).tolist()}
-                        for p in t["problems"]]})
-        assert r.status_code == 202
+        await select_and_report(client, run_id, token, batch_size=16, pool_size=48,
+                                result=rollouts([1.0, 0.0, 1.0], rng, scale=0.05))
         await wait_applied(client, run_id, step + 1)
 
 
