@@ -11,6 +11,7 @@ validation and JSON encoding):
 
     python bench/history_latency.py [--steps 10000] [--batch 256] [--bank 100000]
                                     [--repeat 5] [--db PATH] [--limits 1000,5000]
+                                    [--url postgresql+psycopg://postgres@127.0.0.1/DB]
 
 "after" reads the aggregates; "before" is the same database with selected_by set to NULL,
 which the view answers with the pre-0003 join (the same query as before the change).
@@ -70,7 +71,7 @@ def build(url: str, steps: int, batch: int, n_bank: int, seed: int = 0) -> None:
         for start in range(0, n_bank, 50_000):
             conn.execute(insert(Problem), [
                 {"bank_id": 1, "position": i, "external_id": f"p{i}", "prompt": f"problem {i}",
-                 "answer": str(i), "meta": problem_meta(i), "embedding": vecs[i].tobytes()}
+                 "answer": str(i), "metadata": problem_meta(i), "embedding": vecs[i].tobytes()}
                 for i in range(start, min(n_bank, start + 50_000))])
         for run_id, run_steps in ((1, steps), (2, 0)):
             row = {"id": run_id, "bank_id": 1, "name": f"run{run_id}", "strategy": "uniform",
@@ -85,6 +86,7 @@ def build(url: str, steps: int, batch: int, n_bank: int, seed: int = 0) -> None:
     raw = engine.raw_connection()  # the 2.5M ticket items: plain executemany
     try:
         cur = raw.cursor()
+        mark = "?" if url.startswith("sqlite") else "%s"  # the driver's paramstyle
         chunk = 200
         for start in range(1, steps + 1, chunk):
             tickets, items, points = [], [], []
@@ -105,7 +107,7 @@ def build(url: str, steps: int, batch: int, n_bank: int, seed: int = 0) -> None:
             with engine.begin() as conn:
                 conn.execute(insert(Ticket), tickets)
             cur.executemany("INSERT INTO ticket_items (ticket_id, problem_id, rank, logit, "
-                            "propensity, source) VALUES (?, ?, ?, ?, ?, ?)", items)
+                            f"propensity, source) VALUES ({', '.join([mark] * 6)})", items)
             raw.commit()
             with engine.begin() as conn:
                 conn.execute(insert(HistoryPoint), points)
@@ -157,15 +159,18 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--limits", default="1000,5000")
     ap.add_argument("--db", type=Path, default=None, help="reuse or create this SQLite file")
+    ap.add_argument("--url", default=None,
+                    help="a PostgreSQL database instead (SQLAlchemy URL); built when empty")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="curator-history-"))
     db = args.db or work / "curator.db"
-    url = f"sqlite:///{db}"
+    url = args.url or f"sqlite:///{db}"
     settings = Settings(database_url=url, data_dir=work / "data", admin_token=ADMIN,
                         embedded_worker=False, device="cpu")
-    fresh = not db.exists()
     migrate(settings)
+    with make_session_factory(make_engine(url))() as s:
+        fresh = s.get(Bank, 1) is None
     if fresh:
         build(url, args.steps, args.batch, args.bank)
     else:
@@ -183,8 +188,8 @@ def main() -> None:
         auth = {"Authorization": f"Bearer {ADMIN}"}
         run = s.get(Run, 1)
         n_items = s.scalar(text("SELECT count(*) FROM ticket_items"))
-        print(f"database: {db} ({db.stat().st_size / 2**20:.0f} MiB, {run.step} steps, "
-              f"{n_items} ticket items)")
+        size = "" if args.url else f", {db.stat().st_size / 2**20:.0f} MiB"
+        print(f"database: {args.url or db} ({run.step} steps, {n_items} ticket items{size})")
 
         def http(path: str):
             def call():
@@ -208,14 +213,15 @@ def main() -> None:
             results[label] = row
 
         measure("after (aggregate)")
-        saved = s.execute(text("SELECT id, selected_by FROM history WHERE run_id = 1")).all()
+        saved = s.execute(select(HistoryPoint.id, HistoryPoint.selected_by)
+                          .where(HistoryPoint.run_id == 1)).all()
         s.execute(update(HistoryPoint).where(HistoryPoint.run_id == 1).values(selected_by=None))
         s.commit()
         try:
             measure("before (join)")
         finally:
-            s.execute(text("UPDATE history SET selected_by = :v WHERE id = :id"),
-                      [{"id": i, "v": v} for i, v in saved])
+            s.execute(update(HistoryPoint),  # ORM bulk update by primary key (JSON-typed)
+                      [{"id": i, "selected_by": v} for i, v in saved])
             s.commit()
 
         dist = {}

@@ -46,7 +46,7 @@ from curator.tickets import TicketState
 
 PROMPT_CHARS = 280
 _IN_CHUNK = 2000  # bound on IN-list parameters per query (SQLite and PostgreSQL)
-_FIELDS_PROBE = 500  # problems read to list metadata fields when no `by` is asked
+_FIELDS_PROBE = 500  # problems whose whole metadata is read to list the bank's fields
 _SAMPLE_SEED = 0x5C0DE  # with the bank id: the same scored sample for every run of a bank
 
 
@@ -69,19 +69,6 @@ def scored_positions(bank: Bank, sample: int) -> np.ndarray:
         return np.arange(n, dtype=np.int64)
     rng = np.random.default_rng([_SAMPLE_SEED, bank.id, n])
     return np.sort(rng.choice(n, size=sample, replace=False)).astype(np.int64)
-
-
-def problem_meta(*, session: Session, bank_id: int, positions: np.ndarray,
-                 whole_bank: bool = False) -> list[dict]:
-    """Problem.meta for each position, in the given order."""
-    query = select(Problem.position, Problem.meta).where(Problem.bank_id == bank_id)
-    if whole_bank:
-        found = dict(session.execute(query).all())
-    else:
-        found = {}
-        for chunk in _chunks(np.unique(positions)):
-            found.update(session.execute(query.where(Problem.position.in_(chunk))).all())
-    return [found.get(int(p)) or {} for p in positions]
 
 
 def queue_states(*, session: Session, run_ids: Sequence[int]) -> dict[int, QueueState]:
@@ -280,9 +267,9 @@ def _top_problems(session: Session, bank_id: int, positions: np.ndarray, logits:
     return out
 
 
-def _mass_by(by: str, metas: list[dict], q: np.ndarray) -> MassBy:
-    """q's mass per value of the field `by`, beside each value's uniform share."""
-    labels = [group_value(m, by) for m in metas]
+def _mass_by(by: str, labels: list[str], q: np.ndarray) -> MassBy:
+    """q's mass per value of the field `by` (`labels`: each scored problem's group),
+    beside each value's uniform share."""
     mass: dict[str, float] = {}
     count: Counter[str] = Counter(labels)
     for label, p in zip(labels, q):
@@ -309,14 +296,18 @@ def distribution(*, session: Session, session_factory: sessionmaker[Session], ru
                                   effective_support=None, effective_share=None, top=[],
                                   mass_by=None, fields=[], scores=None, histogram=None)
 
-    whole = n == bank.size
-    need = [f for f in (by, strategy.category_field) if f]
-    metas = (problem_meta(session=session, bank_id=bank.id, positions=positions,
-                          whole_bank=whole) if need else None)
+    # one field at a time, extracted by the database (not 20,000 whole metadata objects)
+    need = list(dict.fromkeys(f for f in (by, strategy.category_field) if f))
+    scope = None if n == bank.size else positions
+    values = {f: access.field_values(session, bank.id, scope, f) for f in need}
+
+    def column(field: str) -> list[Any]:
+        found = values[field]
+        return [found.get(p) for p in positions.tolist()]
+
     categories = None
     if strategy.category_field:
-        categories = [None if m.get(strategy.category_field) is None
-                      else str(m[strategy.category_field]) for m in metas]
+        categories = [None if v is None else str(v) for v in column(strategy.category_field)]
     pool = Pool(problem_ids=positions, categories=categories,
                 embeddings=access.embeddings(files, session_factory, bank, positions))
     logits = np.asarray(strategy.logits(pool), dtype=np.float64)
@@ -327,12 +318,11 @@ def distribution(*, session: Session, session_factory: sessionmaker[Session], ru
     support = math.exp(h)
 
     top_items = _top_problems(session, bank.id, positions, logits, q, top)
-    mass_by = _mass_by(by, metas, q) if by else None
+    mass_by = (_mass_by(by, [group_value({by: v}, by) for v in column(by)], q)
+               if by else None)
 
-    if metas is None:
-        probe = positions[:_FIELDS_PROBE]
-        metas = problem_meta(session=session, bank_id=bank.id, positions=probe)
-    fields = sorted({k for m in metas for k in m})
+    probe = access.metadata(session, bank.id, positions[:_FIELDS_PROBE].tolist())
+    fields = sorted({k for m in probe.values() for k in m} | {f for f in need if values[f]})
 
     counts, edges = np.histogram(logits, bins=bins)
     bin_of = np.clip(np.searchsorted(edges, logits, side="right") - 1, 0, bins - 1)
