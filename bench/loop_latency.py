@@ -573,8 +573,8 @@ def clone_steps(db_url: str, run_id: int, target: int) -> int:
                     items[it["ticket_id"]].append(dict(it))
             hist = {h["ticket_id"]: dict(h) for h in c.execute(
                 select(H).where(H.c.run_id == run_id)).mappings()}
-            blob = c.scalar(select(C.c.blob).where(C.c.run_id == run_id,
-                                                   C.c.version == run["model_version"]))
+            parts = c.execute(select(C.c.selection, C.c.blob).where(
+                C.c.run_id == run_id, C.c.version == run["model_version"])).first()
         step, version = int(run["step"]), int(run["model_version"])
         added = 0
         t0 = time.perf_counter()
@@ -600,8 +600,9 @@ def clone_steps(db_url: str, run_id: int, target: int) -> int:
                   f"({time.perf_counter() - t0:.0f} s)", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
         with eng.begin() as c:
-            if blob is not None:
-                c.execute(insert(C).values(run_id=run_id, version=version, blob=blob))
+            if parts is not None:
+                c.execute(insert(C).values(run_id=run_id, version=version,
+                                           selection=parts[0], blob=parts[1]))
             c.execute(update(R).where(R.c.id == run_id).values(step=step,
                                                                 model_version=version))
         return added

@@ -4,7 +4,9 @@ In-process, real SQLite: each measured ticket goes select → feedback → `Upda
 (read feedback, strategy update, scoring the next pool, checkpoint write, commit). The
 uniform strategy's apply (no learning) in the same run is the baseline; the pure
 `strategy.update` time (on a twin of the state the apply starts from, with the same
-observations) is shown too, so the share of the rest is visible.
+observations) is shown too, so the share of the rest is visible. Then the newest
+checkpoint's two parts (strategy_store.py) and the time to load it for selection (what
+an API replica reads) beside loading it whole (the worker).
 
     python bench/osmd_update.py [--dim 384] [--tickets 30]
 """
@@ -26,6 +28,31 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 ADMIN = "bench-admin"
+
+
+def replica_load(session_factory, run_id: int, dim: int) -> dict[str, float]:
+    """Bytes of the run's newest checkpoint per part, and the median time to load it for
+    selection (its selection part: what an API replica reads) and whole (the worker)."""
+    from sqlalchemy import func, select
+
+    from curator.db.models import Checkpoint, Run
+    from curator.strategy_store import load_selection, load_strategy
+
+    with session_factory() as s:
+        run = s.get(Run, run_id)
+        sel, rest = s.execute(select(func.length(Checkpoint.selection),
+                                     func.length(Checkpoint.blob))
+                              .where(Checkpoint.run_id == run_id,
+                                     Checkpoint.version == run.model_version)).one()
+        times = {}
+        for label, load in (("selection", load_selection), ("whole", load_strategy)):
+            ts = []
+            for _ in range(20):
+                t0 = time.perf_counter()
+                load(s, run, run.model_version, dim, "cpu")
+                ts.append(time.perf_counter() - t0)
+            times[f"load_{label}_ms"] = 1e3 * statistics.median(ts)
+    return {"selection_kb": sel / 1024, "training_kb": rest / 1024, **times}
 
 
 async def main() -> None:
@@ -121,7 +148,16 @@ async def main() -> None:
             out[name] = {"apply_ms_median": 1e3 * statistics.median(apply_s),
                          "apply_ms_p90": 1e3 * float(np.percentile(apply_s, 90)),
                          "strategy_update_ms_median": 1e3 * statistics.median(update_s)}
+            out[name] |= replica_load(st.session_factory, run_id, bank.dim)
     base = out["uniform"]["apply_ms_median"]
+    print("\nthe newest checkpoint, and loading it as an API replica would (median of 20): "
+          "the selection part alone vs the whole state (the training copy's load)\n")
+    print("| strategy | selection part KB | training part KB | load selection ms | "
+          "load whole ms |")
+    print("|---|---|---|---|---|")
+    for name, r in out.items():
+        print(f"| {name} | {r['selection_kb']:.0f} | {r['training_kb']:.0f} | "
+              f"{r['load_selection_ms']:.1f} | {r['load_whole_ms']:.1f} |")
     print(f"\nworker time per applied ticket: batch {args.batch}, dim {args.dim}, "
           f"{args.tickets} tickets, CPU\n")
     print("| strategy | apply median ms | apply p90 ms | strategy.update median ms | "

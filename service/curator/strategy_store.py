@@ -2,11 +2,19 @@
 
 The API (selection copies, runs/snapshots.py) and the worker (training copies,
 worker/updater.py) both go through these, so a version means the same bytes to both.
+
+A checkpoint is stored in two parts: `selection`, what scoring reads (for actor_curator
+the scorer, the pass-rate head and the run statistics), and `blob`, what only training
+reads (the strategy's `training_keys`: optimiser moments, utility window, minibatch
+generator). The worker loads both; an API process loads a new version from `selection`
+alone, 40% of the bytes for actor_curator, and builds no optimiser state from it.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from typing import Any
+
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from curator.curation.checkpoint import dumps, loads
@@ -35,16 +43,51 @@ def selection_copy(strategy: Strategy, run: Run, dim: int, device: str) -> Strat
 
 
 def load_strategy(session: Session, run: Run, version: int, dim: int, device: str) -> Strategy:
-    """The strategy as of `version`. Version 0 is the run's seed-initialised strategy,
-    or, for a warm-started run, the checkpoint its creation wrote (`warm_start`)."""
+    """The strategy as of `version`, whole (the worker's training copy). Version 0 is the
+    run's seed-initialised strategy, or, for a warm-started run, the checkpoint its
+    creation wrote (`warm_start`)."""
     strategy = fresh_strategy(run, dim, device)
-    blob = session.scalar(select(Checkpoint.blob).where(Checkpoint.run_id == run.id,
-                                                        Checkpoint.version == version))
-    if blob is not None:
-        strategy.load_state_dict(loads(blob))
+    state = checkpoint_state(session, run.id, version)
+    if state is not None:
+        strategy.load_state_dict(state)
     elif version > 0:
         raise LookupError(f"run {run.id} has no checkpoint for version {version}")
     return strategy
+
+
+def checkpoint_state(session: Session, run_id: int, version: int) -> dict[str, Any] | None:
+    """The whole stored state of `version` (both parts), or None without a checkpoint."""
+    row = session.execute(select(Checkpoint.selection, Checkpoint.blob).where(
+        Checkpoint.run_id == run_id, Checkpoint.version == version)).first()
+    if row is None:
+        return None
+    selection, rest = row
+    return loads(rest) if selection is None else loads(selection) | loads(rest)
+
+
+def load_selection(session: Session, run: Run, version: int, dim: int,
+                   device: str) -> Strategy:
+    """The strategy as of `version`, for selection only: reads the checkpoint's
+    selection part (the whole state for checkpoints written before it had one)."""
+    strategy = fresh_strategy(run, dim, device)
+    selection = session.scalar(select(func.coalesce(Checkpoint.selection, Checkpoint.blob))
+                               .where(Checkpoint.run_id == run.id,
+                                      Checkpoint.version == version))
+    if selection is not None:
+        own = getattr(strategy, "load_selection_state", None)
+        (own or strategy.load_state_dict)(loads(selection))
+    elif version > 0:
+        raise LookupError(f"run {run.id} has no checkpoint for version {version}")
+    return strategy
+
+
+def _checkpoint(run_id: int, version: int, strategy: Strategy) -> Checkpoint:
+    """`strategy`'s state as a two-part checkpoint row (see the module doc)."""
+    state = strategy.state_dict()
+    training = getattr(strategy, "training_keys", frozenset())
+    return Checkpoint(run_id=run_id, version=version,
+                      selection=dumps({k: v for k, v in state.items() if k not in training}),
+                      blob=dumps({k: v for k, v in state.items() if k in training}))
 
 
 def warm_start(session: Session, run: Run, source: Run, dim: int) -> None:
@@ -54,12 +97,12 @@ def warm_start(session: Session, run: Run, source: Run, dim: int) -> None:
     target = fresh_strategy(run, dim, "cpu")
     donor = load_strategy(session, source, source.model_version, dim, "cpu")
     target.load_warm(donor.warm_state())
-    session.add(Checkpoint(run_id=run.id, version=0, blob=dumps(target.state_dict())))
+    session.add(_checkpoint(run.id, 0, target))
 
 
 def write_checkpoint(session: Session, run_id: int, version: int, strategy: Strategy) -> None:
     """Add `version`'s checkpoint to the session's transaction and drop the ones older
     than the newest KEEP_CHECKPOINTS (bounded in count; each is bounded in size)."""
-    session.add(Checkpoint(run_id=run_id, version=version, blob=dumps(strategy.state_dict())))
+    session.add(_checkpoint(run_id, version, strategy))
     session.execute(delete(Checkpoint).where(
         Checkpoint.run_id == run_id, Checkpoint.version <= version - KEEP_CHECKPOINTS))

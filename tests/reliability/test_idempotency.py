@@ -24,10 +24,9 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from curator.curation.checkpoint import loads
 from curator.curation.types import Pool
-from curator.db.models import Bank, Checkpoint, Feedback, HistoryPoint, Run, Ticket, TicketItem
-from curator.strategy_store import load_strategy
+from curator.db.models import Bank, Feedback, HistoryPoint, Run, Ticket, TicketItem
+from curator.strategy_store import checkpoint_state, load_strategy
 from curator.worker.updater import Updater
 from tests.reliability.support import assert_applied_exactly_once
 from tests.service.helpers import (
@@ -214,9 +213,7 @@ async def test_feedback_for_an_old_model_version_uses_stored_logits(settings):
         batch, _ = Updater(sf, files)._observations(s, bank, t2["ticket_id"], None)
         assert [o.logit for o in batch] == pytest.approx(stored.tolist())
         stats = v1.update(batch)
-        blob = s.scalar(select(Checkpoint.blob).where(Checkpoint.run_id == run_id,
-                                                      Checkpoint.version == 2))
-        want = loads(blob)["model"]
+        want = checkpoint_state(s, run_id, 2)["model"]
         for name, tensor in v1.state_dict()["model"].items():
             np.testing.assert_allclose(tensor.numpy(), want[name].numpy(), rtol=1e-5,
                                        atol=1e-6)

@@ -12,13 +12,14 @@ import time
 import httpx
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import Session
 
-from curator.curation.checkpoint import loads
 from curator.curation.sampler import softmax
 from curator.curation.strategies import build_strategy
 from curator.curation.types import Pool
 from curator.db.models import Checkpoint, HistoryPoint, Run
+from curator.strategy_store import checkpoint_state
 from tests.service.helpers import AUTH, bearer, running_app
 
 pytestmark = pytest.mark.anyio
@@ -44,13 +45,14 @@ def cluster_bank(seed: int = 0) -> tuple[list[dict], np.ndarray]:
 def curator_mass(url: str, run_id: int, labels: np.ndarray, vecs: np.ndarray) -> float:
     """Softmax mass of the newest checkpoint over the whole bank on the good cluster."""
     engine = create_engine(url)
-    with engine.connect() as conn:
-        run = conn.execute(select(Run).where(Run.id == run_id)).one()
-        blob = conn.scalar(select(Checkpoint.blob).where(Checkpoint.run_id == run_id)
-                           .order_by(Checkpoint.version.desc()).limit(1))
+    with Session(engine) as s:
+        run = s.get(Run, run_id)
+        version = s.scalar(select(func.max(Checkpoint.version))
+                           .where(Checkpoint.run_id == run_id))
+        state = checkpoint_state(s, run_id, version)
     engine.dispose()
     strategy = build_strategy("actor_curator", run.params, dim=DIM, seed=run.seed)
-    strategy.load_state_dict(loads(blob))
+    strategy.load_state_dict(state)
     q = softmax(strategy.logits(Pool(np.arange(N), vecs.astype(np.float32))))
     return float(q[labels == 0].sum())
 

@@ -86,3 +86,42 @@ def test_0003_keeps_old_history_readable(empty_url):
         assert "selected_by" in history_columns(engine)
     finally:
         engine.dispose()
+
+
+def test_0005_downgrade_folds_checkpoint_parts_back(empty_url):
+    """A two-part checkpoint (0005) is one whole state again after the downgrade, and
+    reads the same after upgrading once more."""
+    from sqlalchemy import select
+
+    from curator.curation.checkpoint import loads
+    from curator.db.models import Checkpoint
+    from curator.strategy_store import fresh_strategy, load_strategy, write_checkpoint
+
+    cfg = alembic_config(empty_url)
+    command.upgrade(cfg, "head")
+    engine = create_engine(empty_url)
+    try:
+        sf = make_session_factory(engine)
+        with sf() as s:
+            s.execute(text("INSERT INTO banks (id, name, embedder, dim, size, created_at) "
+                           "VALUES (1, 'b', 'provided', 4, 0, CURRENT_TIMESTAMP)"))
+            run = Run(id=1, bank_id=1, strategy="actor_curator", params={}, seed=5,
+                      token_hash="x")
+            s.add(run)
+            s.commit()
+            whole = fresh_strategy(run, 4, "cpu").state_dict()
+            write_checkpoint(s, 1, 1, fresh_strategy(run, 4, "cpu"))
+            s.commit()
+        command.downgrade(cfg, "0004")
+        with engine.connect() as conn:
+            assert "selection" not in {c["name"] for c in inspect(engine)
+                                       .get_columns("checkpoints")}
+            blob = conn.scalar(text("SELECT blob FROM checkpoints"))
+        assert loads(bytes(blob)).keys() == whole.keys()
+        command.upgrade(cfg, "head")
+        with sf() as s:
+            assert s.scalar(select(Checkpoint.selection)) is None  # read as a pre-0005 row
+            loaded = load_strategy(s, s.get(Run, 1), 1, 4, "cpu").state_dict()
+        assert loaded.keys() == whole.keys()
+    finally:
+        engine.dispose()

@@ -134,7 +134,10 @@ class Checkpoint(Base):
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    blob: Mapped[bytes] = mapped_column(LargeBinary)
+    # What selection reads (strategy_store.py); NULL in checkpoints written before 0005,
+    # whose `blob` holds the whole state.
+    selection: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    blob: Mapped[bytes] = mapped_column(LargeBinary)  # the rest: what only training reads
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

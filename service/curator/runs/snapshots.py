@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from curator.curation.types import Strategy
 from curator.db.models import Bank, Run
 from curator.runs.prescore import Prescored
-from curator.strategy_store import load_strategy
+from curator.strategy_store import load_selection
 
 
 class SnapshotCache:
@@ -60,7 +60,7 @@ class SnapshotCache:
             return self._put(run.id, version, staged[1])
         with self._sf() as s:
             dim = s.scalar(select(Bank.dim).where(Bank.id == run.bank_id))
-            strategy = load_strategy(s, run, version, dim, self._device)
+            strategy = load_selection(s, run, version, dim, self._device)
         return self._put(run.id, version, strategy)
 
     def put(self, run_id: int, version: int, strategy: Strategy) -> Strategy:

@@ -63,6 +63,10 @@ class ActorCuratorStrategy:
     """
 
     name: ClassVar[str] = "actor_curator"
+    # state only training reads: a replica's selection copy loads the rest
+    # (`load_selection_state`), about 40% of the bytes
+    training_keys: ClassVar[frozenset[str]] = frozenset(
+        {"head_optimizer", "optimizer", "generator", "window"})
 
     @dataclass(frozen=True)
     class Params:
@@ -420,16 +424,7 @@ class ActorCuratorStrategy:
         self._head.load_state_dict(warm["head"])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        check_state_name(state, self.name)
-        if (state["dim"], state["hidden"], state.get("inputs")) != (
-                self.dim, self.params.hidden, self._input_kinds()):
-            raise ValueError(
-                f"state has dim={state['dim']}, hidden={state['hidden']}, "
-                f"inputs={state.get('inputs')}; this curator has dim={self.dim}, "
-                f"hidden={self.params.hidden}, inputs={self._input_kinds()}"
-            )
-        self._model.load_state_dict(state["model"])
-        self._head.load_state_dict(state["head"])
+        self.load_selection_state(state)
         load_optimizer_state(self._head_opt, state["head_optimizer"])
         load_optimizer_state(self._opt, state["optimizer"])
         self._gen.set_state(state["generator"])
@@ -442,6 +437,20 @@ class ActorCuratorStrategy:
                 "values": win["values"].tolist(),
             }
         )
+
+    def load_selection_state(self, state: dict[str, Any]) -> None:
+        """Everything selection reads (scorer, head, statistics, arms, update count):
+        enough for `logits`, `active` and `explore_share`, not for `update`."""
+        check_state_name(state, self.name)
+        if (state["dim"], state["hidden"], state.get("inputs")) != (
+                self.dim, self.params.hidden, self._input_kinds()):
+            raise ValueError(
+                f"state has dim={state['dim']}, hidden={state['hidden']}, "
+                f"inputs={state.get('inputs')}; this curator has dim={self.dim}, "
+                f"hidden={self.params.hidden}, inputs={self._input_kinds()}"
+            )
+        self._model.load_state_dict(state["model"])
+        self._head.load_state_dict(state["head"])
         self._stats.load_state_dict(tensors_to_arrays(state["run_stats"]))
         self._arms = state["arms"].numpy().astype(np.float64).copy()
         self._updates = int(state["updates"])

@@ -48,6 +48,7 @@ class PclStrategy:
     """
 
     name: ClassVar[str] = "pcl"
+    training_keys: ClassVar[frozenset[str]] = frozenset({"optimizer"})  # see actor_curator
 
     @dataclass(frozen=True)
     class Params:
@@ -143,12 +144,16 @@ class PclStrategy:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.load_selection_state(state)
+        load_optimizer_state(self._opt, state["optimizer"])
+
+    def load_selection_state(self, state: dict[str, Any]) -> None:
+        """Everything but the optimiser: enough to score, not to update."""
         check_state_name(state, self.name)
         if (state["dim"], state["hidden"], state.get("stats_on", False)) != (
                 self.dim, self.params.hidden, self.params.stats):
             raise ValueError("state does not match this value head's dim/hidden/stats")
         self._head.load_state_dict(state["model"])
-        load_optimizer_state(self._opt, state["optimizer"])
         if "run_stats" in state:
             self._stats.load_state_dict(tensors_to_arrays(state["run_stats"]))
         self._updates = int(state["updates"])
