@@ -4,8 +4,9 @@ A separate worker announces each version it commits over Redis pub/sub, with the
 next pool already scored (runs/prescore.py). The replica keeps that pool, and for runs
 it serves draws the next batch from it at once, so the select that follows scores and
 draws nothing. It does not load the model itself then: a select the prescored pool does
-not fit loads the checkpoint inline. (Loading every version in the background made
-each select that followed compete with a 2 MB checkpoint load for the CPU.) Only an
+not fit loads the checkpoint's selection part inline (strategy_store.load_selection: no
+optimiser state, ~9 ms for actor_curator). (Loading every version in the background made
+each select that followed compete with a checkpoint load for the CPU.) Only an
 announcement without scores makes the replica load and score the version ahead.
 """
 
