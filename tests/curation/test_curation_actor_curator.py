@@ -91,3 +91,32 @@ def test_standardize_option(clusters) -> None:
     s = build_strategy("actor_curator", {"scaling": "standardize"}, dim=DIM, seed=0)
     stats = s.update([_obs(i, emb[i], 0.0, float(i) * 1e-3) for i in range(4)])
     assert stats.mean_utility == pytest.approx(0.0, abs=1e-9)
+
+
+def test_minibatches_sets_the_minibatch_size_from_the_batch(clusters) -> None:
+    """`minibatches: 4` splits a 64-item batch into the default 16-item minibatches (the
+    same update, bit for bit) and a 256-item one into 64-item minibatches (4 per epoch)."""
+    emb, labels = clusters
+    rng = np.random.default_rng(5)
+
+    def batch(n: int, strategy) -> list:
+        ids = rng.choice(len(emb), n, replace=False)
+        z = strategy.logits(_pool(ids, emb))
+        return [_obs(int(i), emb[i], float(zi), float(labels[i]) * rng.random())
+                for i, zi in zip(ids, z)]
+
+    params = {"dormant_steps": 0, "max_kl": 0.0}  # no early stop: every step runs
+    fixed = build_strategy("actor_curator", params, dim=DIM, seed=1)
+    split = build_strategy("actor_curator", params | {"minibatches": 4}, dim=DIM, seed=1)
+    b64 = batch(64, fixed)
+    a, b = fixed.update(b64), split.update(b64)
+    assert a.extra["opt_steps"] == b.extra["opt_steps"] == 4 * 4
+    assert a.loss == b.loss
+    pool = _pool(np.arange(100), emb)
+    np.testing.assert_array_equal(fixed.logits(pool), split.logits(pool))
+
+    b256 = batch(256, fixed)
+    assert fixed.update(b256).extra["opt_steps"] == 4 * 16
+    assert split.update(b256).extra["opt_steps"] == 4 * 4
+    with pytest.raises(Exception, match="minibatches"):
+        build_strategy("actor_curator", {"minibatches": -1}, dim=DIM, seed=1)

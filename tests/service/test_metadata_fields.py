@@ -11,13 +11,15 @@ from curator.db.models import Bank, Problem
 from curator.db.session import make_engine, make_session_factory
 
 METAS = [
-    {"level": 3, "a.b": "dot", 'we"ird': "quote", "list": [1, 2], "flag": True,
-     "none": None, "nested": {"k": 1}, "x": 1.5},
+    {"level": 3, "a.b": "dot", 'we"ird': "quote", "back\\slash": 1, "niveau é": "ü",
+     "a[0]": 2, "list": [1, 2], "flag": True, "none": None, "nested": {"k": 1}, "x": 1.5,
+     "big": 2**53 + 1, "text_true": "true"},
     {"level": "3", "flag": False},
     {},
     {"level": 0},
 ]
-FIELDS = ["level", "a.b", 'we"ird', "list", "flag", "none", "nested", "x", "absent"]
+FIELDS = ["level", "a.b", 'we"ird', "back\\slash", "niveau é", "a[0]", "list", "flag", "none",
+          "nested", "x", "big", "text_true", "absent"]
 
 
 def test_field_values_match_python_lookup(database_url):

@@ -74,6 +74,7 @@ class ActorCuratorStrategy:
         weight_decay: float = 0.01
         grad_clip: float = 1.0
         minibatch: int = 16
+        minibatches: int = 0  # > 0: minibatch = ⌈batch / minibatches⌉ instead (PPO-style)
         epochs: int = 4
         rho: float = 0.2
         max_kl: float = 0.02  # 0 disables the trust region
@@ -106,6 +107,7 @@ class ActorCuratorStrategy:
             require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
             require(self.grad_clip > 0, "grad_clip", "must be > 0")
             require(self.minibatch >= 2, "minibatch", "must be >= 2 (softmax over one item)")
+            require(0 <= self.minibatches <= 1024, "minibatches", "must be in [0, 1024]")
             require(1 <= self.epochs <= 100, "epochs", "must be in [1, 100]")
             require(0 < self.rho < 1, "rho", "must be in (0, 1)")
             require(self.max_kl >= 0, "max_kl", "must be >= 0 (0 disables)")
@@ -265,10 +267,11 @@ class ActorCuratorStrategy:
         losses: list[float] = []
         steps, kl = 0, 0.0
         stop = False
+        size = p.minibatch if p.minibatches == 0 else max(2, -(-n // p.minibatches))
         for _ in range(p.epochs):
             order = torch.randperm(n, generator=self._gen)
-            for start in range(0, n, p.minibatch):
-                idx = order[start : start + p.minibatch]
+            for start in range(0, n, size):
+                idx = order[start : start + size]
                 if idx.numel() < 2:
                     continue
                 idx = idx.to(self.device)
