@@ -8,7 +8,7 @@ observations) is shown too, so the share of the rest is visible. Then the newest
 checkpoint's two parts (strategy_store.py) and the time to load it for selection (what
 an API replica reads) beside loading it whole (the worker).
 
-    python bench/osmd_update.py [--dim 384] [--tickets 30]
+    python bench/osmd_update.py [--dim 384] [--tickets 30] [--actor-params '{"minibatches": 4}']
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ async def main() -> None:
     ap.add_argument("--problems", type=int, default=20_000)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--tickets", type=int, default=30)
+    ap.add_argument("--actor-params", default="{}",
+                    help='JSON params for the actor_curator run, e.g. \'{"minibatches": 4}\'')
     args = ap.parse_args()
 
     from curator.app import create_app
@@ -96,7 +98,8 @@ async def main() -> None:
                 r.raise_for_status()
             runs = {}
             for name in ("uniform", "actor_curator"):
-                params = {"dormant_steps": 0} if name == "actor_curator" else {}
+                params = ({"dormant_steps": 0} | json.loads(args.actor_params)
+                          if name == "actor_curator" else {})
                 runs[name] = (await c.post("/v1/runs", json={
                     "bank_id": bank_id, "strategy": name, "params": params,
                     "seed": 1})).json()["run_id"]
