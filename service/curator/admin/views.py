@@ -307,7 +307,7 @@ def distribution(*, session: Session, session_factory: sessionmaker[Session], ru
 
     categories = None
     if strategy.category_field:
-        categories = [None if v is None else str(v) for v in column(strategy.category_field)]
+        categories = [access.as_category(v) for v in column(strategy.category_field)]
     pool = Pool(problem_ids=positions, categories=categories,
                 embeddings=access.embeddings(files, session_factory, bank, positions))
     logits = np.asarray(strategy.logits(pool), dtype=np.float64)
