@@ -120,3 +120,25 @@ def test_minibatches_sets_the_minibatch_size_from_the_batch(clusters) -> None:
     assert split.update(b256).extra["opt_steps"] == 4 * 4
     with pytest.raises(Exception, match="minibatches"):
         build_strategy("actor_curator", {"minibatches": -1}, dim=DIM, seed=1)
+
+
+def test_one_state_dict_loads_into_independent_copies(clusters) -> None:
+    """Two curators loaded from one state dict do not share optimiser moments: training
+    one leaves the other (and the dict) as loaded."""
+    emb, labels = clusters
+    params = {"dormant_steps": 0, "max_kl": 0.0}
+    source = build_strategy("actor_curator", params, dim=DIM, seed=1)
+    _train(source, emb, labels, 0.05, steps=3)  # optimiser moments exist
+    state = source.state_dict()
+    a = build_strategy("actor_curator", params, dim=DIM, seed=1)
+    b = build_strategy("actor_curator", params, dim=DIM, seed=1)
+    a.load_state_dict(state)
+    b.load_state_dict(state)
+    _train(a, emb, labels, 0.05, steps=2)
+    fresh = build_strategy("actor_curator", params, dim=DIM, seed=1)
+    fresh.load_state_dict(source.state_dict())
+    for x, y in ((b, fresh), (b, source)):
+        for (name, u), (_, v) in zip(x.state_dict()["optimizer"].items(),
+                                     y.state_dict()["optimizer"].items()):
+            for key in ("exp_avg", "exp_avg_sq"):
+                np.testing.assert_array_equal(u[key].numpy(), v[key].numpy(), err_msg=name)

@@ -27,8 +27,11 @@ def optimizer_state(opt: torch.optim.Optimizer) -> dict[int, dict[str, Any]]:
 
 
 def load_optimizer_state(opt: torch.optim.Optimizer, state: dict[int, dict[str, Any]]) -> None:
+    """Load copies: torch's loader keeps the tensors it is given, so without them two
+    optimisers loaded from one state dict would step on each other's moments."""
     full = opt.state_dict()
-    full["state"] = {int(k): dict(v) for k, v in state.items()}
+    full["state"] = {int(k): {n: v.clone() if isinstance(v, torch.Tensor) else v
+                              for n, v in slot.items()} for k, slot in state.items()}
     opt.load_state_dict(full)
 
 
