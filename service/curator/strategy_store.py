@@ -46,13 +46,18 @@ def load_strategy(session: Session, run: Run, version: int, dim: int, device: st
     """The strategy as of `version`, whole (the worker's training copy). Version 0 is the
     run's seed-initialised strategy, or, for a warm-started run, the checkpoint its
     creation wrote (`warm_start`)."""
-    strategy = fresh_strategy(run, dim, device)
-    state = checkpoint_state(session, run.id, version)
-    if state is not None:
-        strategy.load_state_dict(state)
-    elif version > 0:
-        raise LookupError(f"run {run.id} has no checkpoint for version {version}")
-    return strategy
+    return _loaded(run, version, dim, device, checkpoint_state(session, run.id, version),
+                   "load_state_dict")
+
+
+def load_selection(session: Session, run: Run, version: int, dim: int,
+                   device: str) -> Strategy:
+    """The strategy as of `version`, for selection only: reads the checkpoint's
+    selection part (the whole state for checkpoints written before it had one)."""
+    blob = session.scalar(select(func.coalesce(Checkpoint.selection, Checkpoint.blob))
+                          .where(Checkpoint.run_id == run.id, Checkpoint.version == version))
+    return _loaded(run, version, dim, device, None if blob is None else loads(blob),
+                   "load_selection_state")
 
 
 def checkpoint_state(session: Session, run_id: int, version: int) -> dict[str, Any] | None:
@@ -65,17 +70,13 @@ def checkpoint_state(session: Session, run_id: int, version: int) -> dict[str, A
     return loads(rest) if selection is None else loads(selection) | loads(rest)
 
 
-def load_selection(session: Session, run: Run, version: int, dim: int,
-                   device: str) -> Strategy:
-    """The strategy as of `version`, for selection only: reads the checkpoint's
-    selection part (the whole state for checkpoints written before it had one)."""
+def _loaded(run: Run, version: int, dim: int, device: str, state: dict[str, Any] | None,
+            method: str) -> Strategy:
+    """A fresh build of the run's strategy with `state` loaded by `method` (a strategy
+    without it loads whole); no state is the seed-initialised version 0 only."""
     strategy = fresh_strategy(run, dim, device)
-    selection = session.scalar(select(func.coalesce(Checkpoint.selection, Checkpoint.blob))
-                               .where(Checkpoint.run_id == run.id,
-                                      Checkpoint.version == version))
-    if selection is not None:
-        own = getattr(strategy, "load_selection_state", None)
-        (own or strategy.load_state_dict)(loads(selection))
+    if state is not None:
+        getattr(strategy, method, strategy.load_state_dict)(state)
     elif version > 0:
         raise LookupError(f"run {run.id} has no checkpoint for version {version}")
     return strategy
