@@ -25,7 +25,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from curator.db.models import Problem, TicketItem
+from curator.bank import access
+from curator.db.models import TicketItem
 
 NONE_VALUE = "(none)"
 OTHER_VALUE = "(other)"
@@ -75,9 +76,7 @@ def selected_counts(session: Session, bank_id: int, ticket_id: str) -> dict[str,
         select(TicketItem.problem_id).where(TicketItem.ticket_id == ticket_id)))
     if not positions:
         return count_selected([])
-    metas = session.scalars(select(Problem.meta).where(
-        Problem.bank_id == bank_id, Problem.position.in_(positions)))
-    return count_selected(metas)
+    return count_selected(access.metadata(session, bank_id, positions).values())
 
 
 def field_counts(aggregate: dict[str, Any] | None,
