@@ -68,8 +68,12 @@ from typing import Any
 
 import numpy as np
 
-KINDS = ("normal", "trap", "hard", "unanswerable")
-NORMAL, TRAP, HARD, UNANSWERABLE = 0, 1, 2, 3
+KINDS = ("normal", "trap", "hard", "unanswerable", "wrong_key")
+NORMAL, TRAP, HARD, UNANSWERABLE, WRONG_KEY = 0, 1, 2, 3, 4
+# problems whose reward says nothing true about the answer: a coin-flip verifier, a
+# reference answer that no answer matches, a fixed wrong answer that is rewarded
+# (`wrong_key`: only real-policy students have one, see policy.py)
+NOISE_KINDS = (TRAP, UNANSWERABLE, WRONG_KEY)
 EMBED_BATCH = 512  # texts per embedder call in embed_bank
 PROGRESS_MIN = 5_000  # show a progress bar when embedding at least this many prompts
 
@@ -110,6 +114,10 @@ class BankConfig:
             check_skills(self.n_skills)
         if self.n_buckets < 1:
             raise ValueError("n_buckets must be ≥ 1")
+
+    def make(self, seed: int) -> SimBank:
+        """The bank this config describes for `seed` (`make_bank`)."""
+        return make_bank(self, seed)
         if not 0 <= self.skill_relatedness < 1:
             raise ValueError("skill_relatedness must be in [0, 1)")
 
@@ -139,6 +147,11 @@ class ProblemSet:
     @property
     def is_unanswerable(self) -> np.ndarray:
         return self.kind == UNANSWERABLE
+
+    @property
+    def is_noise(self) -> np.ndarray:
+        """Problems whose reward carries no information about the answer (NOISE_KINDS)."""
+        return np.isin(self.kind, NOISE_KINDS)
 
     def kind_name(self, i: int) -> str:
         return KINDS[int(self.kind[i])]
@@ -189,6 +202,7 @@ class SimBank:
             "trap_share": float(t.is_trap.mean()),
             "hard_share": float(t.is_hard.mean()),
             "unanswerable_share": float(t.is_unanswerable.mean()),
+            "noise_share": float(t.is_noise.mean()),
             "bucket_edges": [float(x) for x in self.bucket_edges],
         }
 

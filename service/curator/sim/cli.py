@@ -31,6 +31,7 @@ import dataclasses
 import json
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -159,11 +160,13 @@ def add_sim_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _trainer(args: argparse.Namespace, steps: int | None = None) -> TrainerConfig:
-    """TrainerConfig from the flags given; `steps` is the default run length."""
+def _trainer(args: argparse.Namespace, defaults: Mapping[str, Any] | None = None
+             ) -> TrainerConfig:
+    """TrainerConfig from the flags given; `defaults` (a scenario's run length, batch,
+    evaluation interval) fill what the flags leave out."""
     given = {k: getattr(args, k) for k in TRAINER_FLAGS if getattr(args, k) is not None}
-    if steps is not None:
-        given.setdefault("steps", steps)
+    for k, v in (defaults or {}).items():
+        given.setdefault(k, v)
     cfg = dataclasses.replace(TrainerConfig(), sync_feedback=not args.no_sync_feedback,
                               rewards_only=args.rewards_only, **given)
     cfg.validate()
@@ -289,7 +292,7 @@ def _run_family(args: argparse.Namespace, settings: Any, engine: str,
             if not strategies:
                 raise ValueError("no strategy left to run")
         params = parse_params(args.params, strategies)
-        trainers = {sc.name: _trainer(args, sc.steps) for sc in scenarios}
+        trainers = {sc.name: _trainer(args, sc.trainer_defaults()) for sc in scenarios}
     except ValueError as exc:
         print(f"curator sim: {exc}", file=sys.stderr)
         return 2

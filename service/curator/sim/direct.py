@@ -31,8 +31,9 @@ from curator.curation.sampler import sample
 from curator.curation.strategies import build_strategy
 from curator.curation.types import Observation, Pool
 from curator.curation.utility import summarise_group
-from curator.sim.bank import TRAP, SimBank
-from curator.sim.student import Student, StudentConfig, realised_improvement
+from curator.sim.bank import NOISE_KINDS, SimBank
+from curator.sim.protocol import SimStudent, StudentSpec
+from curator.sim.student import StudentConfig, realised_improvement
 from curator.sim.trainer import RunRecord, TrainerConfig, record_step
 
 ORACLE = "oracle"
@@ -49,20 +50,18 @@ def _pool(cursor: int, m: int, n: int, seed: int) -> tuple[np.ndarray, int]:
     return positions, cursor
 
 
-def oracle_scores(stud: Student, bank: SimBank, idx: np.ndarray, rollouts: int) -> np.ndarray:
+def oracle_scores(stud: SimStudent, bank: SimBank, idx: np.ndarray, rollouts: int) -> np.ndarray:
     """Expected one-step learning signal from the ground truth: E[std of G rewards]
     ≈ √(p(1−p))·√((G−1)/G) at the true solve probability, times how readily the
     problem's skill learns now (`Student.learn_rate`, when the student has one); zero for
-    problems whose reward does not depend on the policy (traps, unanswerable)."""
+    noise (bank.NOISE_KINDS: coin flips, unanswerable, a rewarded wrong answer)."""
     t = bank.train
     p = stud.train_prob(t, idx)
     score = np.sqrt(np.clip(p * (1.0 - p), 0.0, None)) * math.sqrt((rollouts - 1) / rollouts)
     rate = getattr(stud, "learn_rate", None)
     if callable(rate):
         score = score * rate()[t.skill[idx]]
-    useless = t.kind[idx] == TRAP
-    useless |= ~getattr(stud, "answerable", lambda _t, i: np.ones(len(i), bool))(t, idx)
-    return np.where(useless, 0.0, score)
+    return np.where(np.isin(t.kind[idx], NOISE_KINDS), 0.0, score)
 
 
 def simulate_run_direct(
@@ -73,7 +72,7 @@ def simulate_run_direct(
     seed: int,
     params: Mapping[str, Any] | None = None,
     trainer: TrainerConfig | None = None,
-    student: StudentConfig | None = None,
+    student: StudentSpec | None = None,
     on_step: Callable[[int], Any] | None = None,
     warm: Mapping[str, Any] | None = None,
     keep: list | None = None,
@@ -94,7 +93,7 @@ def simulate_run_direct(
     features = np.ascontiguousarray(features, dtype=np.float32)
     if features.shape[0] != n:
         raise ValueError(f"features has {features.shape[0]} rows for {n} problems")
-    stud = Student(scfg, bank.config.n_skills, n, seed)
+    stud = scfg.build(bank, seed)
     rng = np.random.default_rng([seed, 0x7A1])
     rec = RunRecord(strategy=strategy, seed=seed, params=params)
     strat = None
@@ -151,7 +150,7 @@ def simulate_run_direct(
             rec.accuracy.append(stud.accuracy(bank.heldout))
         if on_step is not None:
             on_step(step)
-    rec.final_ability = [float(a) for a in stud.ability]
+    rec.final_ability = stud.abilities()
     rec.seconds = time.perf_counter() - t0
     if keep is not None:
         keep.append(strat)

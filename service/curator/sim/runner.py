@@ -330,6 +330,11 @@ def _run_http(scenarios: Sequence[Scenario], jobs: list[Job],
     return runs, uploads
 
 
+def _seeds(scenario: Scenario, seeds: Sequence[int]) -> list[int]:
+    """The seeds a scenario runs: all asked, or its first `max_seeds` (a costly student)."""
+    return list(seeds)[: scenario.max_seeds] if scenario.max_seeds else list(seeds)
+
+
 def run_scenarios(
     scenarios: Sequence[Scenario],
     strategies: Sequence[str] = FAMILY_STRATEGIES,
@@ -364,10 +369,11 @@ def run_scenarios(
         raise ValueError(f"--params given for strategies not being run: {unknown}")
     trainers = dict(trainers or {})
     for sc in scenarios:
-        trainers.setdefault(sc.name, TrainerConfig(steps=sc.steps))
+        trainers.setdefault(sc.name, TrainerConfig(**sc.trainer_defaults()))
         trainers[sc.name].validate()
         sc.student.validate()
-    work = [Job(sc, name, seed) for sc in scenarios for seed in seeds for name in strategies]
+    work = [Job(sc, name, seed) for sc in scenarios for seed in _seeds(sc, seeds)
+            for name in strategies]
     total = sum(trainers[j.scenario.name].steps for j in work)
     t0 = time.perf_counter()
     uploads: dict[str, float] = {}
@@ -395,7 +401,7 @@ def run_scenarios(
                          "steps": sc.steps},
             "engine": engine,
             "strategies": list(strategies),
-            "seeds": list(seeds),
+            "seeds": _seeds(sc, seeds),
             "trainer": asdict(trainers[sc.name]),
             "student": sc.student.to_dict(),
             "bank": sc.make_bank(bank_seed).summary(),

@@ -46,34 +46,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from curator.sim.bank import HARD, BankConfig, SimBank, embed_bank, make_bank
-from curator.sim.student import Student, StudentConfig
+from curator.sim.bank import HARD, BankConfig, SimBank
+from curator.sim.protocol import Scenario
+from curator.sim.student import StudentConfig
 
 EMBEDDERS = ("provided", "hash", "minilm")
 CALIBRATION_SEEDS = (1000, 1001, 1002)
 EARLY_STEPS = 50  # "early on" for the no-signal share
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    summary: str  # one line for tables
-    bank: BankConfig
-    student: StudentConfig
-    embedder: str = "provided"  # "provided" | "hash" | "minilm"
-    steps: int = 400  # default run length (B=64, M=512, G=8)
-
-    def make_bank(self, seed: int) -> SimBank:
-        """The scenario's bank for `seed` (text banks not yet embedded)."""
-        return make_bank(self.bank, seed)
-
-    def features(self, bank: SimBank) -> np.ndarray:
-        """What the service holds as the bank's embeddings: the provided features, or
-        the scenario's embedder run over the prompts (computed once per bank, kept on
-        it: MiniLM takes minutes on a CPU)."""
-        if bank.embedder != self.embedder:
-            embed_bank(bank, self.embedder)
-        return bank.train.features
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
@@ -174,8 +153,8 @@ def run_uniform(scenario: Scenario, seed: int, steps: int | None = None,
     """Uniform selection on the scenario, offline (no service): the calibration loop.
     Student and bank are drawn from `seed`; the bank can be passed to reuse it."""
     steps = scenario.steps if steps is None else steps
-    bank = bank or make_bank(scenario.bank, seed)
-    student = Student(scenario.student, scenario.bank.n_skills, len(bank.train), seed)
+    bank = bank or scenario.make_bank(seed)
+    student = scenario.student.build(bank, seed)
     rng = np.random.default_rng([seed, 0xCA2])
     out = UniformRun(accuracy=[student.accuracy(bank.heldout)], ceiling=ceiling(bank))
     for idx in uniform_order(len(bank.train), steps, batch_size, seed):

@@ -114,7 +114,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from curator.sim.bank import TRAP, UNANSWERABLE, ProblemSet
+from curator.sim.bank import TRAP, UNANSWERABLE, ProblemSet, SimBank
 
 ADV_EPS = 1e-6
 TOPOLOGIES = ("ring", "chain")
@@ -152,6 +152,10 @@ class StudentConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def build(self, bank: SimBank, seed: int) -> Student:
+        """A fresh student for `bank` drawn from `seed` (protocol.StudentSpec)."""
+        return Student(self, bank.config.n_skills, len(bank.train), seed)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -240,6 +244,9 @@ class Student:
     @property
     def n_skills(self) -> int:
         return len(self.ability)
+
+    def abilities(self) -> list[float]:
+        return [float(a) for a in self.ability]
 
     # -- probabilities --------------------------------------------------------------
 

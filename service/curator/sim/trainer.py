@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from curator.sim.bank import HARD, TRAP, UNANSWERABLE, ProblemSet, SimBank
-from curator.sim.student import Student, StudentConfig, realised_improvement
+from curator.sim.bank import HARD, NOISE_KINDS, TRAP, UNANSWERABLE, ProblemSet, SimBank
+from curator.sim.protocol import StudentSpec
+from curator.sim.student import StudentConfig, realised_improvement
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class RunRecord:
     trap_share: list[float] = field(default_factory=list)  # per step, share of the batch
     hard_share: list[float] = field(default_factory=list)
     unanswerable_share: list[float] = field(default_factory=list)
+    noise_share: list[float] = field(default_factory=list)  # any of bank.NOISE_KINDS
     mean_reward: list[float] = field(default_factory=list)
     no_signal_share: list[float] = field(default_factory=list)  # groups with equal rewards
     curator_share: list[float] = field(default_factory=list)  # source == "curator"
@@ -71,6 +73,10 @@ class RunRecord:
     # not traps, and of the selected traps; None when there were none
     utility_normal: list[float | None] = field(default_factory=list)
     utility_trap: list[float | None] = field(default_factory=list)
+    # the same for every kind of noise (bank.NOISE_KINDS) with signal, and for useful
+    # (not noise) problems with signal: what the service's Û tells them apart by
+    utility_noise: list[float | None] = field(default_factory=list)
+    utility_useful: list[float | None] = field(default_factory=list)
     final_ability: list[float] = field(default_factory=list)
     seconds: float = 0.0
     wait_seconds: float = 0.0  # time spent waiting for the worker (sync_feedback)
@@ -89,14 +95,18 @@ def record_step(rec: RunRecord, train: ProblemSet, idx: np.ndarray, rewards: np.
     """Append one step's selection diagnostics to `rec` (shared by both engines)."""
     kind = train.kind[idx]
     has_signal = rewards.std(axis=1) > 0
+    noise = np.isin(kind, NOISE_KINDS)
     rec.trap_share.append(float((kind == TRAP).mean()))
     rec.hard_share.append(float((kind == HARD).mean()))
     rec.unanswerable_share.append(float((kind == UNANSWERABLE).mean()))
+    rec.noise_share.append(float(noise.mean()))
     rec.mean_reward.append(float(rewards.mean()))
     rec.no_signal_share.append(float(1.0 - has_signal.mean()))
     rec.curator_share.append(float(np.mean([s == "curator" for s in sources])))
     rec.utility_normal.append(_mean_or_none(util[(kind != TRAP) & has_signal]))
     rec.utility_trap.append(_mean_or_none(util[kind == TRAP]))
+    rec.utility_noise.append(_mean_or_none(util[noise & has_signal]))
+    rec.utility_useful.append(_mean_or_none(util[~noise & has_signal]))
 
 
 def wait_applied(run: Any, reported: int, timeout: float) -> float:
@@ -125,7 +135,7 @@ def simulate_run(
     seed: int,
     params: Mapping[str, Any] | None = None,
     trainer: TrainerConfig | None = None,
-    student: StudentConfig | None = None,
+    student: StudentSpec | None = None,
     on_step: Callable[[int], Any] | None = None,
 ) -> RunRecord:
     """Train a fresh student for `trainer.steps` steps with `strategy` choosing batches.
@@ -139,7 +149,7 @@ def simulate_run(
     scfg = student or StudentConfig()
     params = dict(params or {})
     train = bank.train
-    stud = Student(scfg, bank.config.n_skills, len(train), seed)
+    stud = scfg.build(bank, seed)
     rng = np.random.default_rng([seed, 0x7A1])
     rec = RunRecord(strategy=strategy, seed=seed, params=params)
 
@@ -169,7 +179,7 @@ def simulate_run(
             rec.accuracy.append(stud.accuracy(bank.heldout))
         if on_step is not None:
             on_step(step)
-    rec.final_ability = [float(a) for a in stud.ability]
+    rec.final_ability = stud.abilities()
     rec.seconds = time.perf_counter() - t0
     try:
         rec.service_stats = dict(run.info().stats)
