@@ -12,6 +12,7 @@ from typing import Any
 from curator.curation.strategies.actor_curator import ActorCuratorStrategy
 from curator.curation.strategies.base import StrategyError, parse_params
 from curator.curation.strategies.learnability import LearnabilityStrategy
+from curator.curation.strategies.mopps import MoppsStrategy
 from curator.curation.strategies.pcl import PclStrategy
 from curator.curation.strategies.sec import SecStrategy
 from curator.curation.strategies.uniform import UniformStrategy
@@ -25,6 +26,7 @@ STRATEGIES: dict[str, type] = {
         LearnabilityStrategy,
         SecStrategy,
         PclStrategy,
+        MoppsStrategy,
     )
 }
 
