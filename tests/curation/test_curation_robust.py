@@ -195,14 +195,14 @@ def test_rewards_only_utility_credits_pass_rate_progress_not_coin_flips() -> Non
 
     s = build_strategy("actor_curator", {}, dim=DIM, seed=0)
     first = [fallback_obs(0, 0.25, 0.8), fallback_obs(1, 0.5, 1.0)]
-    assert [s._fallback(o) for o in first] == [0.0, 0.0]  # no history: no trend
+    assert [s._credit(o) for o in first] == [0.0, 0.0]  # no history: no trend
     s.update(first)
     learning, coin = fallback_obs(0, 0.75, 0.8), fallback_obs(1, 0.5, 1.0)
-    assert s._fallback(learning) == pytest.approx(0.8 * 1.0)  # +0.5, clipped to +1
-    assert s._fallback(coin) == pytest.approx(0.0)
-    assert s._fallback(fallback_obs(0, 0.0, 0.5)) == pytest.approx(-0.5)  # forgotten
+    assert s._credit(learning) == pytest.approx(0.8 * 1.0)  # +0.5, clipped to +1
+    assert s._credit(coin) == pytest.approx(0.0)
+    assert s._credit(fallback_obs(0, 0.0, 0.5)) == pytest.approx(-0.5)  # forgotten
     old = build_strategy("actor_curator", {"fallback": "abs_advantage"}, dim=DIM, seed=0)
-    assert old._fallback(coin) == 1.0
+    assert old._credit(coin) == 1.0
 
 
 def test_rewards_only_statistics_hold_the_credited_utility_not_mean_abs_advantage() -> None:

@@ -10,7 +10,7 @@ from curator.curation.checkpoint import dumps, loads
 from curator.curation.strategies import STRATEGIES, StrategyError, build_strategy
 
 DIM = 8
-NAMES = ["uniform", "actor_curator", "learnability", "sec", "pcl"]
+NAMES = ["uniform", "actor_curator", "learnability", "sec", "pcl", "mopps"]
 
 
 def test_registry_and_attributes() -> None:
@@ -22,6 +22,7 @@ def test_registry_and_attributes() -> None:
         "learnability": (None, True, 1.0, 1.0),
         "sec": ("difficulty", True, 1.0, 1.0),
         "pcl": (None, True, 1.0, 1.0),
+        "mopps": (None, True, 1.0, 1.0),
     }
     for name, attrs in expected.items():
         s = build_strategy(name, {}, dim=DIM, seed=0)

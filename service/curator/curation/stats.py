@@ -26,6 +26,7 @@ is loaded from the checkpoint, so what `features` reads must be in `state_dict`)
 from __future__ import annotations
 
 import math
+import zlib
 from typing import Any
 
 import numpy as np
@@ -231,3 +232,112 @@ class RunStats:
         self._ids[:len(ids)] = ids
         self._vals[:len(ids)] = vals
         self._slot = {int(p): i for i, p in enumerate(ids.tolist())}
+
+
+# Inputs from a declared metadata field (`field` of actor_curator / pcl), in this order.
+CATEGORY_FEATURE_NAMES = (
+    "category_pass_rate",  # recency-weighted, shrunk toward 0.5 by PRIOR_WEIGHT groups
+    "category_no_signal",  # share of its groups with all-equal rewards (prior 0.5)
+    "category_utility",  # recent mean utility / the run's mean |utility|
+    "category_evidence",  # log1p(decayed count) / log1p(100)
+    "category_value",  # the value as a number, scaled by the run's running range; 0 if not
+    "category_is_number",  # 1 when the value parses as a finite number
+)
+N_CATEGORY_FEATURES = len(CATEGORY_FEATURE_NAMES)
+MAX_CATEGORIES = 1024  # beyond: later values share the statistics of a hashed slot
+
+
+class CategoryStats:
+    """Recency-weighted statistics per value of one metadata field (a dataset's level,
+    type or source), so a learned curator gets the same label `sec` reads.
+
+    Per value: decayed sums of groups, rewards, no-signal groups and utility, like the
+    regions of RunStats but keyed by the label instead of an embedding cell. A value
+    that parses as a number also enters as that number, scaled by the largest |value|
+    seen, so an ordered label (a level 1..5) is one input the network can extrapolate.
+    """
+
+    def __init__(self, half_life: float = 10.0) -> None:
+        if half_life <= 0:
+            raise ValueError("half_life > 0")
+        self.decay = 0.5 ** (1.0 / half_life)
+        self.keys: dict[str, int] = {}
+        self.sums = np.zeros((0, 5))  # count, reward count, reward sum, no-signal, utility
+        self.abs_utility = 0.0
+        self.scale = 0.0  # largest |numeric value| seen
+
+    def _index(self, value: str | None, grow: bool) -> int:
+        key = "" if value is None else str(value)
+        i = self.keys.get(key)
+        if i is None:
+            if len(self.keys) < MAX_CATEGORIES:
+                if not grow:
+                    return -1
+                i = self.keys[key] = len(self.keys)
+                self.sums = np.vstack([self.sums, np.zeros((1, 5))])
+            else:
+                i = zlib.crc32(key.encode()) % MAX_CATEGORIES
+        return i
+
+    @staticmethod
+    def _number(value: str | None) -> float | None:
+        try:
+            x = float(value) if value is not None else None
+        except ValueError:
+            return None
+        return x if x is not None and math.isfinite(x) else None
+
+    def features(self, values: list[str | None] | None, n: int) -> np.ndarray:
+        """float32 [n, N_CATEGORY_FEATURES] (an unseen value reads as the priors)."""
+        out = np.zeros((n, N_CATEGORY_FEATURES), dtype=np.float32)
+        out[:, 0:2] = 0.5
+        if values is None:
+            return out
+        norm = self.abs_utility if self.abs_utility > 0 else 1.0
+        for r, v in enumerate(values):
+            i = self._index(v, grow=False)
+            if i >= 0:
+                cnt, rcnt, rsum, nosig, util = self.sums[i]
+                out[r, 0] = (rsum + 0.5 * PRIOR_WEIGHT) / (rcnt + PRIOR_WEIGHT)
+                out[r, 1] = (nosig + 0.5 * PRIOR_WEIGHT) / (rcnt + PRIOR_WEIGHT)
+                out[r, 2] = np.clip(util / max(cnt, 1e-9) / norm, -5.0, 5.0) if cnt > 0 else 0
+                out[r, 3] = math.log1p(cnt) / EVIDENCE_SCALE
+            x = self._number(v)
+            if x is not None:
+                out[r, 4] = x / self.scale if self.scale > 0 else 0.0
+                out[r, 5] = 1.0
+        return out
+
+    def push(self, batch: list[Observation], utilities: np.ndarray) -> None:
+        """Fold one applied batch in (utilities aligned with batch, NaN = none)."""
+        self.sums *= self.decay
+        u_sum, u_n = 0.0, 0
+        for o, u in zip(batch, np.asarray(utilities, dtype=np.float64)):
+            row = self.sums[self._index(o.category, grow=True)]
+            if math.isfinite(u):
+                row[0] += 1.0
+                row[4] += u
+                u_sum, u_n = u_sum + abs(u), u_n + 1
+            if o.mean_reward is not None and math.isfinite(o.mean_reward):
+                row[1] += 1.0
+                row[2] += float(o.mean_reward)
+                row[3] += 1.0 if (o.mean_abs_advantage or 0.0) == 0.0 else 0.0
+            x = self._number(o.category)
+            if x is not None:
+                self.scale = max(self.scale, abs(x))
+        if u_n:
+            m = u_sum / u_n
+            self.abs_utility = (m if self.abs_utility == 0.0
+                                else self.decay * self.abs_utility + (1.0 - self.decay) * m)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decay": float(self.decay), "keys": list(self.keys),
+                "sums": self.sums.copy(), "abs_utility": float(self.abs_utility),
+                "scale": float(self.scale)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.decay = float(state["decay"])
+        self.keys = {str(k): i for i, k in enumerate(state["keys"])}
+        self.sums = np.asarray(state["sums"], dtype=np.float64).reshape(-1, 5).copy()
+        self.abs_utility = float(state["abs_utility"])
+        self.scale = float(state["scale"])

@@ -98,6 +98,11 @@ class BankConfig:
     unanswerable_share: float = 0.0  # reward always 0, looks like a moderate normal problem
     unanswerable_spread: float = 0.5  # σ of their nominal difficulty, in units of σ_d
     text: bool = False  # render prompts (text.py) instead of providing embeddings
+    # share of the traps that come from one noisy source (a scraped set with a broken
+    # verifier): their features sit around a centre of their own instead of their
+    # skill's, so a predictor over the embedding can find the cluster, and its pass
+    # rate is 0.5 forever
+    trap_source: float = 0.0
 
     def validate(self) -> None:
         if self.n_problems < 1 or self.n_skills < 1 or self.dim < 2:
@@ -108,6 +113,8 @@ class BankConfig:
                 "trap_share, hard_share and unanswerable_share must be ≥ 0 and sum to < 1")
         if self.unanswerable_spread < 0:
             raise ValueError("unanswerable_spread must be ≥ 0")
+        if not 0 <= self.trap_source <= 1 or (self.trap_source and self.text):
+            raise ValueError("trap_source must be in [0, 1] (provided-feature banks only)")
         if self.text:
             from curator.sim.text import check_skills
 
@@ -250,7 +257,14 @@ def _draw(cfg: BankConfig, n: int, shares: tuple[float, float, float],
     perceived = difficulty + rng.normal(0.0, cfg.perceived_difficulty_noise * sd, size=n)
     level = np.tanh((perceived - mu) / (2.0 * sd))
     noise = rng.standard_normal((n, cfg.dim)) * (cfg.feature_noise / np.sqrt(cfg.dim))
-    feats = centres[skill] + cfg.feature_difficulty * level[:, None] * direction[None, :] + noise
+    base = centres[skill]
+    if cfg.trap_source > 0 and (kind == TRAP).any():  # drawn only when asked: same stream
+        src = rng.standard_normal(cfg.dim)
+        trap = np.flatnonzero(kind == TRAP)
+        grouped = trap[rng.random(trap.size) < cfg.trap_source]
+        base = base.copy()
+        base[grouped] = src / np.linalg.norm(src)
+    feats = base + cfg.feature_difficulty * level[:, None] * direction[None, :] + noise
     feats /= np.linalg.norm(feats, axis=1, keepdims=True)
 
     rated = difficulty + rng.normal(0.0, cfg.label_noise * sd, size=n)

@@ -40,7 +40,7 @@ from curator.sim.report import (
 )
 
 SUBJECT = "actor_curator"
-BASELINES = ("learnability", "sec", "pcl")
+BASELINES = ("learnability", "sec", "pcl", "mopps")
 FAST_ORACLE, FAST_SUBJECT = 0.4, 0.6  # target (c)
 TARGETS = {
     "a": "reaches uniform's final on every seed",

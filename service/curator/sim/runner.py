@@ -44,7 +44,7 @@ from curator.sim.scenarios import Scenario
 from curator.sim.student import StudentConfig
 from curator.sim.trainer import RunRecord, TrainerConfig, simulate_run
 
-STRATEGIES = ("uniform", "learnability", "sec", "pcl", "actor_curator")
+STRATEGIES = ("uniform", "learnability", "sec", "pcl", "mopps", "actor_curator")
 
 
 def _free_port() -> int:

@@ -95,6 +95,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         student=StudentConfig(lr=0.45),
     ),
     Scenario(
+        name="noisy-source",
+        summary="20% coin flips, most from one source the embedding can find (0.5 forever)",
+        bank=BankConfig(trap_share=0.20, trap_source=0.8),
+        student=StudentConfig(lr=0.3),
+    ),
+    Scenario(
         name="small-bank",
         summary="2k problems, each revisited ~13x in 400 steps (MATH-sized)",
         bank=BankConfig(n_problems=2_000),

@@ -12,7 +12,7 @@ import torch
 
 from curator.curation.osmd import batch_kl, batch_ratio, osmd_loss
 from curator.curation.scorer import MLPScorer, PassRateHead, fit_pass_rate, resolve_device
-from curator.curation.stats import N_FEATURES, RunStats
+from curator.curation.stats import N_CATEGORY_FEATURES, N_FEATURES, CategoryStats, RunStats
 from curator.curation.strategies.base import (
     StrategyError,
     base_extra,
@@ -56,7 +56,7 @@ class ActorCuratorStrategy:
       every batch come from the uniform fill — a control group from the same pools —
       and the share grows toward `explore_max` while the curator's items realise no
       more utility than the explore items;
-    * a rewards-only utility that does not chase noise (`fallback`, see `_fallback`).
+    * a utility that does not credit noise (`fallback`, `credit`, see `_credit`).
 
     Options measured and left off: `baseline` (utility relative to the explore items),
     `credit: "region"`, `embedding_input`, `ratio: "softmax"`.
@@ -92,7 +92,7 @@ class ActorCuratorStrategy:
         explore_max: float = 0.5
         baseline: bool = False
         fallback: Literal["trend", "abs_advantage"] = "trend"  # rewards-only utility
-        credit: Literal["raw", "region"] = "raw"
+        credit: Literal["raw", "region", "progress"] = "raw"
         pass_head: bool = True  # predicted pass rate (and its signal) as scorer inputs
         head_steps: int = 4
         head_lr: float = 1e-3
@@ -100,7 +100,16 @@ class ActorCuratorStrategy:
         embedding_input: bool = False  # the learned part reads statistics + p̂ only
         ratio: Literal["sampled", "softmax"] = "sampled"
         logit_range: float = 2.0  # the learned part is range·tanh(raw/range); 0: unbounded
-        prior: float = 15.0  # weight of log 2√(p̂(1−p̂)) added to the logit; 0: none
+        prior: float = 15.0  # weight of the prior term added to the logit; 0: none
+        # "peak": log 2√(p̂(1−p̂)) (pcl's, highest at p̂ = 0.5 where a coin flip sits);
+        # "signal": log P(a group of `group_size` rollouts has reward variance) =
+        # log(1 − p̂^G − (1−p̂)^G), flat across the middle, falling only where groups
+        # come back all-equal
+        prior_shape: Literal["peak", "signal"] = "peak"
+        group_size: int = 8  # G the trainer samples per problem (the "signal" prior)
+        # a metadata field (a level, a type, a source) whose per-value statistics are
+        # inputs of the learned part, as sec reads its field; "" = none
+        field: str = ""
 
         def validate(self) -> None:
             require(self.lr > 0, "lr", "must be > 0")
@@ -122,6 +131,7 @@ class ActorCuratorStrategy:
             require(0 <= self.prior <= 100, "prior", "must be in [0, 100]")
             require(0 <= self.logit_range <= 100, "logit_range", "must be in [0, 100]")
             require(self.prior == 0 or self.pass_head, "prior", "needs pass_head")
+            require(2 <= self.group_size <= 1024, "group_size", "must be in [2, 1024]")
             require(self.stats_half_life > 0, "stats_half_life", "must be > 0")
             require(0 <= self.explore <= 1, "explore", "must be in [0, 1]")
             require(self.explore <= self.explore_max <= 1, "explore_max",
@@ -130,7 +140,7 @@ class ActorCuratorStrategy:
 
     def __init__(self, params: Params, *, dim: int, seed: int, device: str = "cpu") -> None:
         self.params = params
-        self.category_field: str | None = None
+        self.category_field: str | None = params.field or None
         self.requires_rewards = False
         self.uses_embeddings = True
         self.top_p = params.top_p
@@ -138,7 +148,7 @@ class ActorCuratorStrategy:
         self.dim = dim
         self.device = resolve_device(device)
         n_in = ((dim if params.embedding_input else 0) + (N_FEATURES if params.stats else 0)
-                + (2 if params.pass_head else 0))
+                + (N_CATEGORY_FEATURES if params.field else 0) + (2 if params.pass_head else 0))
         init_gen = torch.Generator().manual_seed(derive_seed(seed, 0))
         self._model = MLPScorer(n_in, params.hidden, generator=init_gen).to(self.device)
         head_gen = torch.Generator().manual_seed(derive_seed(seed, 2))
@@ -154,6 +164,7 @@ class ActorCuratorStrategy:
         self._gen = torch.Generator().manual_seed(derive_seed(seed, 1))  # minibatches
         self._window = UtilityWindow(params.horizon)
         self._stats = RunStats(dim, params.regions, params.stats_half_life)
+        self._cats = CategoryStats(params.stats_half_life)
         # decayed [weight, sum] of the scaled utility of curator / explore items
         self._arms = np.zeros((2, 2))
         self._updates = 0
@@ -173,23 +184,35 @@ class ActorCuratorStrategy:
         t = float(np.clip(1.0 - lead / 0.2, 0.0, 1.0))  # lead ≥ 0.2 → floor; ≤ 0 → max
         return p.explore + (p.explore_max - p.explore) * t
 
-    def _inputs(self, problem_ids: np.ndarray, embeddings: Any) -> torch.Tensor:
-        """Scorer inputs: [embedding, run statistics, p̂, 2√(p̂(1−p̂))] as configured."""
+    def _inputs(self, problem_ids: np.ndarray, embeddings: Any,
+                categories: list[str | None] | None = None) -> torch.Tensor:
+        """Scorer inputs: [embedding, run statistics, the field's statistics, p̂, the
+        prior's log-signal of p̂] as configured (the last column must stay the prior)."""
         emb = np.asarray(np.stack(list(embeddings)) if isinstance(embeddings, list)
                          else embeddings, dtype=np.float32)
         emb_t = embeddings_tensor(emb, self.dim, self.device)  # also validates the shape
         parts = [emb] if self.params.embedding_input else []
         if self.params.stats:
             parts.append(self._stats.features(problem_ids, emb))
+        if self.params.field:
+            parts.append(self._cats.features(categories, len(problem_ids)))
         if self.params.pass_head:
             self._head.eval()
             with torch.no_grad():
                 ph = self._head(emb_t).cpu().numpy()
             ph = ph.astype(np.float32)[:, None]
-            sig = 2.0 * np.sqrt(np.clip(ph * (1.0 - ph), 0.0, None))
-            parts += [ph, np.log(sig + 1e-3)]
+            parts += [ph, self._prior_term(ph)]
         x = np.concatenate(parts, axis=1)
         return embeddings_tensor(x, x.shape[1], self.device)
+
+    def _prior_term(self, ph: np.ndarray) -> np.ndarray:
+        """The log-signal of predicted pass rates (see Params.prior_shape)."""
+        if self.params.prior_shape == "peak":
+            sig = 2.0 * np.sqrt(np.clip(ph * (1.0 - ph), 0.0, None))
+        else:
+            g, p64 = self.params.group_size, np.clip(ph.astype(np.float64), 0.0, 1.0)
+            sig = np.clip(1.0 - p64**g - (1.0 - p64) ** g, 0.0, 1.0)
+        return np.log(sig + 1e-3).astype(np.float32)
 
     def _train_head(self, batch: list[Observation]) -> float | None:
         """Fit the pass-rate head to the batch's observed mean rewards (MSE)."""
@@ -204,7 +227,7 @@ class ActorCuratorStrategy:
     def logits(self, pool: Pool) -> np.ndarray:
         if len(pool.problem_ids) == 0:
             return np.zeros(0, dtype=np.float64)
-        x = self._inputs(np.asarray(pool.problem_ids), pool.embeddings)
+        x = self._inputs(np.asarray(pool.problem_ids), pool.embeddings, pool.categories)
         self._model.eval()
         with torch.no_grad():
             z = self._score(x)
@@ -237,8 +260,7 @@ class ActorCuratorStrategy:
         if not used:
             extra = base_extra(batch, self._updates) | {"fallback_share": 0.0}
             return UpdateStats(mean_reward=mean_reward, extra=extra)
-        raw = [self._fallback(o) if o.utility_kind == "abs_advantage" else float(o.utility)
-               for o in used]  # type: ignore[arg-type]
+        raw = [self._credit(o) for o in used]
         windowed = np.array([self._window.push(o.problem_id, u) for o, u in zip(used, raw)])
         scaled = scale(windowed, p.scaling, p.amplifier)
         # float32 is what the loss sees: a finite float64 beyond ~3e38 is inf there
@@ -253,7 +275,7 @@ class ActorCuratorStrategy:
         n = len(used)
         # inputs as they were at selection (before this batch enters the statistics)
         x = self._inputs(np.array([o.problem_id for o in used], dtype=np.int64),
-                         [o.embedding for o in used])
+                         [o.embedding for o in used], [o.category for o in used])
         if p.credit == "region":
             scaled = scaled * self._region_credit([o.embedding for o in used])
         z_old = torch.tensor([o.logit for o in used], dtype=torch.float32, device=self.device)
@@ -300,6 +322,8 @@ class ActorCuratorStrategy:
         # the statistics keep the utility the curator is trained on: with rewards only,
         # the trend-credited one (raw mean |A| would make "had signal" look like value)
         self._stats.push(used, np.asarray(raw_used, dtype=np.float64))
+        if p.field:
+            self._cats.push(used, np.asarray(raw_used, dtype=np.float64))
         head_loss = self._train_head(batch) if p.pass_head else None
         self._push_arms(scaled, is_cur)
         self._updates += 1
@@ -323,22 +347,37 @@ class ActorCuratorStrategy:
             extra=extra,
         )
 
-    def _fallback(self, o: Observation) -> float:
-        """Utility of a group reported without log-ratios.
+    def _credit(self, o: Observation) -> float:
+        """The utility the curator is trained on for one observation.
 
-        mean |A| (the service's fallback) is largest for coin flips, so it is credited
-        only in proportion to how the problem's pass rate moved since the run last saw
-        it: (r̄ now − its earlier EMA) / 0.25, signed. A problem being learned gains, a
-        coin flip averages zero, one being forgotten loses; a first visit has no trend
-        and carries no credit (the pass-rate prior still steers it).
+        Without log-ratios the service's Û is mean |A|, largest for coin flips, so it is
+        credited only by the problem's trend (`_trend`: a first visit earns nothing);
+        `fallback: "abs_advantage"` keeps it as is. With log-ratios Û is the paper's
+        in-sample improvement, which a coin flip has too (the step reinforces whichever
+        rollouts were rewarded); `credit: "progress"` keeps a first visit's Û and, on a
+        revisit, credits |Û| by the trend instead, so a problem whose pass rate does not
+        move under training averages zero.
         """
-        mean_abs = float(o.utility)  # type: ignore[arg-type]
-        if self.params.fallback == "abs_advantage":
-            return mean_abs
+        u = float(o.utility)  # type: ignore[arg-type]
+        if o.utility_kind == "abs_advantage":
+            if self.params.fallback == "abs_advantage":
+                return u
+            trend = self._trend(o)
+            return 0.0 if trend is None else u * trend
+        if self.params.credit != "progress":
+            return u
+        trend = self._trend(o)
+        return u if trend is None else abs(u) * trend
+
+    def _trend(self, o: Observation) -> float | None:
+        """clip((r̄ now − the problem's earlier EMA pass rate) / 0.25, −1, 1): how its
+        pass rate moved since the run last saw it; None on a first visit (or without
+        rewards). A problem being learned gains, a coin flip averages zero, one being
+        forgotten loses."""
         rec = self._stats.record(o.problem_id)
         if rec is None or o.mean_reward is None or not math.isfinite(o.mean_reward):
-            return 0.0
-        return mean_abs * max(-1.0, min(1.0, (float(o.mean_reward) - float(rec[0])) / 0.25))
+            return None
+        return max(-1.0, min(1.0, (float(o.mean_reward) - float(rec[0])) / 0.25))
 
     def _region_credit(self, embeddings: list[np.ndarray]) -> np.ndarray:
         """Weight 1/(items of the batch in the item's region), times the uniform
@@ -366,7 +405,8 @@ class ActorCuratorStrategy:
 
     def _input_kinds(self) -> str:
         p = self.params
-        kinds = [("embedding", p.embedding_input), ("stats", p.stats), ("pass_head", p.pass_head)]
+        kinds = [("embedding", p.embedding_input), ("stats", p.stats),
+                 (f"field:{p.field}", bool(p.field)), ("pass_head", p.pass_head)]
         return "+".join(k for k, on in kinds if on)
 
     def state_dict(self) -> dict[str, Any]:
@@ -378,6 +418,7 @@ class ActorCuratorStrategy:
             "updates": self._updates,
             "inputs": self._input_kinds(),
             "run_stats": arrays_to_tensors(self._stats.state_dict()),
+            "category_stats": arrays_to_tensors(self._cats.state_dict()),
             "arms": torch.from_numpy(self._arms.copy()),
             "model": module_state(self._model),
             "head": module_state(self._head),
@@ -400,6 +441,7 @@ class ActorCuratorStrategy:
         copy._model.load_state_dict(self._model.state_dict())
         copy._head.load_state_dict(self._head.state_dict())
         copy._stats.load_state_dict(self._stats.state_dict())
+        copy._cats.load_state_dict(self._cats.state_dict())
         copy._arms = self._arms.copy()
         copy._updates = self._updates
         copy.category_field = self.category_field
@@ -455,5 +497,7 @@ class ActorCuratorStrategy:
         self._model.load_state_dict(state["model"])
         self._head.load_state_dict(state["head"])
         self._stats.load_state_dict(tensors_to_arrays(state["run_stats"]))
+        if "category_stats" in state:  # checkpoints before the `field` option have none
+            self._cats.load_state_dict(tensors_to_arrays(state["category_stats"]))
         self._arms = state["arms"].numpy().astype(np.float64).copy()
         self._updates = int(state["updates"])
