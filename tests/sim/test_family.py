@@ -123,8 +123,10 @@ def _curve(start: float, final: float, reach: int | None) -> list[float]:
             for t in range(STEPS + 1)]
 
 
-def _result(reach: dict[str, list[int | None]], traps: dict[str, float]) -> dict:
-    """Two seeds; uniform goes 0.3→0.5 (seed 0) and 0.2→0.4 (seed 1) over 10 steps."""
+def _result(reach: dict[str, list[int | None]], traps: dict[str, float],
+            rising: tuple[str, ...] = ()) -> dict:
+    """Two seeds; uniform goes 0.3→0.5 (seed 0) and 0.2→0.4 (seed 1) over 10 steps.
+    Strategies in `rising` select noise at 0.05 rising to 0.20 over the run."""
     starts, finals = (0.3, 0.2), (0.5, 0.4)
     runs = []
     for name, per_seed in reach.items():
@@ -132,19 +134,22 @@ def _result(reach: dict[str, list[int | None]], traps: dict[str, float]) -> dict
             acc = _curve(starts[seed], finals[seed], k)
             if name == "uniform":
                 acc[-1] = finals[seed]
+            noise = (np.linspace(0.05, 0.20, STEPS).tolist() if name in rising
+                     else [traps.get(name, 0.1)] * STEPS)
             runs.append({"strategy": name, "seed": seed, "eval_steps": list(range(STEPS + 1)),
-                         "accuracy": acc, "trap_share": [traps.get(name, 0.1)] * STEPS,
+                         "accuracy": acc, "trap_share": noise,
                          "hard_share": [0.1] * STEPS, "no_signal_share": [0.4] * STEPS,
                          "unanswerable_share": [0.0] * STEPS, "seconds": 1.0})
     return {"strategies": list(reach), "seeds": [0, 1], "runs": runs,
             "bank": {"unanswerable_share": 0.0}}
 
 
-BASE = {"uniform": [10, 10], "learnability": [7, 7], "sec": [8, 8], "pcl": [9, 9]}
+BASE = {"uniform": [10, 10], "learnability": [7, 7], "sec": [8, 8], "pcl": [9, 9],
+        "mopps": [9, 9]}
 
 
 def test_verdict_passes_a_subject_faster_than_every_baseline():
-    rows = scenario_rows(_result({**BASE, "actor_curator": [5, 5], "oracle": [3, 3]},
+    rows = scenario_rows(_result({**BASE, "actor_curator": [5, 5], "oracle": [4, 4]},
                                  {"actor_curator": 0.05}))
     assert rows["actor_curator"]["ratio_to_uniform"] == pytest.approx(0.5)
     assert rows["actor_curator"]["ratio_per_seed"] == [pytest.approx(0.5)] * 2
@@ -152,8 +157,10 @@ def test_verdict_passes_a_subject_faster_than_every_baseline():
     assert rows["actor_curator"]["worst_gap"] == pytest.approx(0.0)
     v = verdict(rows)
     assert v["best_baseline"] == "learnability" and v["best_baseline_ratio"] == pytest.approx(0.7)
-    assert v["oracle_ratio"] == pytest.approx(0.3)
-    assert {k: v[k] for k in TARGETS} == {"a": True, "b": True, "c": True, "d": True, "e": True}
+    assert v["oracle_ratio"] == pytest.approx(0.4)  # (c): 0.5 ≤ 1.5 × 0.4
+    assert {k: v[k] for k in TARGETS} == {"a": True, "b": True, "c": True, "d": True, "e": True,
+                                          "f": True}
+    assert rows["actor_curator"]["noise_share"] == pytest.approx(0.05)
 
 
 def test_verdict_fails_a_subject_that_never_reaches_on_one_seed():
@@ -167,18 +174,28 @@ def test_verdict_fails_a_subject_that_never_reaches_on_one_seed():
     assert ac["below_spread"]  # 0.0975 > uniform's spread 0.05
     v = verdict(rows)
     assert {k: v[k] for k in TARGETS} == {"a": False, "b": False, "c": False, "d": False,
-                                          "e": False}
+                                          "e": False, "f": True}
+    # fast, but its noise share rises from 0.05 to 0.20 (mean 0.125 > uniform 0.1)
+    rising = scenario_rows(_result({**BASE, "actor_curator": [5, 5], "oracle": [4, 4]}, {},
+                                   rising=("actor_curator",)))
+    r = rising["actor_curator"]
+    assert r["noise_share_first"] < 0.1 < r["noise_share_last"]
+    v = verdict(rising)
+    assert v["e"] is False and v["f"] is False and v["c"] is True
 
 
-def test_verdict_targets_that_do_not_apply():
-    # the oracle is slow (0.5×): (c) does not apply; slower than the best baseline: (d) fails
+def test_verdict_oracle_bound_and_targets_that_do_not_apply():
+    # 0.8× where the oracle needs 0.5×: beyond 1.5 × 0.5; slower than learnability: (d)
     rows = scenario_rows(_result({**BASE, "actor_curator": [8, 8], "oracle": [5, 5]}, {}))
     v = verdict(rows)
-    assert v["c"] is None and v["d"] is False and v["a"] is True
-    # no subject, or no oracle: nothing to judge / (c) n/a
+    assert v["c"] is False and v["d"] is False and v["a"] is True
+    # a slow oracle (0.8×): never later than uniform is enough
+    slow = scenario_rows(_result({**BASE, "actor_curator": [9, 9], "oracle": [8, 8]}, {}))
+    assert verdict(slow)["c"] is True
+    # no subject: nothing to judge; no oracle: (c) asks for ≤ 1× uniform
     assert all(verdict(rows, subject="nope")[k] is None for k in TARGETS)
     no_oracle = scenario_rows(_result({**BASE, "actor_curator": [5, 5]}, {}))
-    assert verdict(no_oracle)["c"] is None and verdict(no_oracle)["d"] is True
+    assert verdict(no_oracle)["c"] is True and verdict(no_oracle)["d"] is True
 
 
 # -- the HTTP engine on a scenario -------------------------------------------------------

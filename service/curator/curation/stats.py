@@ -50,6 +50,7 @@ PRIOR_WEIGHT = 2.0
 EVIDENCE_SCALE = math.log1p(100.0)
 STALENESS_SCALE = math.log1p(1000.0)
 PROBLEM_CAPACITY = 32_768
+SLOW_FACTOR = 4.0  # the slow window's half-life, in units of the statistics' half-life
 # columns of a problem's record
 PASS, NO_SIGNAL, LAST, UTILITY = range(4)
 
@@ -69,6 +70,10 @@ class RunStats:
         self.centroids = np.zeros((0, dim), dtype=np.float32)
         # decayed sums per region: count, reward count, reward sum, no-signal, utility
         self.sums = np.zeros((n_regions, 5))
+        # the same reward count and sum at a 4× longer half-life: the region's pass rate
+        # now against its pass rate over a longer past is its learning progress
+        self.slow_decay = 0.5 ** (1.0 / (SLOW_FACTOR * half_life))
+        self.slow = np.zeros((n_regions, 2))
         self.abs_utility = 0.0  # decayed mean |utility| (normaliser)
         self.updates = 0
         # per slot: problem id (-1: free) and [pass EMA, no-signal EMA, last update
@@ -96,6 +101,18 @@ class RunStats:
         e = np.asarray(embeddings, dtype=np.float32)
         d = (self.centroids * self.centroids).sum(1)[None, :] - 2.0 * (e @ self.centroids.T)
         return np.argmin(d, axis=1).astype(np.int64)
+
+    def region_trend(self, embeddings: np.ndarray) -> np.ndarray:
+        """Per row, its region's recent pass rate minus its pass rate over the slow
+        window (both shrunk toward 0.5 by PRIOR_WEIGHT groups): > 0 where the student is
+        getting better, ≈ 0 where it is not moving — a mastered region, or one whose
+        reward does not depend on the answer (coin flips) however much it is trained."""
+        if len(self.centroids) == 0:
+            return np.zeros(len(embeddings))
+        reg = self.regions(embeddings)
+        fast = (self.sums[reg, 2] + 0.5 * PRIOR_WEIGHT) / (self.sums[reg, 1] + PRIOR_WEIGHT)
+        slow = (self.slow[reg, 1] + 0.5 * PRIOR_WEIGHT) / (self.slow[reg, 0] + PRIOR_WEIGHT)
+        return fast - slow
 
     def features(self, problem_ids: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
         """float32 [M, N_FEATURES] for a pool (see FEATURE_NAMES)."""
@@ -157,8 +174,10 @@ class RunStats:
             self.centroids = emb[np.sort(take)[: self.n_regions]].copy()
             if len(self.centroids) < self.n_regions:  # fewer distinct points than regions
                 self.sums = self.sums[: len(self.centroids)]
+                self.slow = self.slow[: len(self.centroids)]
         reg = self.regions(emb)
         self.sums *= self.decay
+        self.slow *= self.slow_decay
         if utilities is None:
             utilities = np.array([np.nan if o.utility is None else o.utility for o in batch])
         u_sum, u_n = 0.0, 0.0
@@ -182,6 +201,7 @@ class RunStats:
                 row[1] += 1.0
                 row[2] += reward
                 row[3] += no_signal
+                self.slow[r] += (1.0, reward)
             else:
                 no_signal = 0.5
             util_v = float(u) if math.isfinite(u) else 0.0
@@ -210,6 +230,7 @@ class RunStats:
             "n_regions": int(self.n_regions), "decay": float(self.decay),
             "problem_ema": float(self.problem_ema),
             "centroids": self.centroids.copy(), "sums": self.sums.copy(),
+            "slow": self.slow.copy(), "slow_decay": float(self.slow_decay),
             "abs_utility": float(self.abs_utility), "updates": int(self.updates),
             "capacity": int(self.capacity),
             "problem_ids": self._ids[:used].copy(),
@@ -222,6 +243,10 @@ class RunStats:
         self.problem_ema = float(state["problem_ema"])
         self.centroids = np.asarray(state["centroids"], dtype=np.float32).copy()
         self.sums = np.asarray(state["sums"], dtype=np.float64).copy()
+        # states written before the slow window start it empty (its trend reads 0 at first)
+        self.slow = (np.asarray(state["slow"], dtype=np.float64).copy() if "slow" in state
+                     else np.zeros((len(self.sums), 2)))
+        self.slow_decay = float(state.get("slow_decay", self.decay ** (1.0 / SLOW_FACTOR)))
         self.abs_utility = float(state["abs_utility"])
         self.updates = int(state["updates"])
         ids = np.asarray(state["problem_ids"], dtype=np.int64)
@@ -310,10 +335,11 @@ class CategoryStats:
 
     def push(self, batch: list[Observation], utilities: np.ndarray) -> None:
         """Fold one applied batch in (utilities aligned with batch, NaN = none)."""
+        rows = [self._index(o.category, grow=True) for o in batch]  # may grow `sums`
         self.sums *= self.decay
         u_sum, u_n = 0.0, 0
-        for o, u in zip(batch, np.asarray(utilities, dtype=np.float64)):
-            row = self.sums[self._index(o.category, grow=True)]
+        for o, i, u in zip(batch, rows, np.asarray(utilities, dtype=np.float64)):
+            row = self.sums[i]
             if math.isfinite(u):
                 row[0] += 1.0
                 row[4] += u

@@ -6,13 +6,19 @@ poor (`text-*`). So every scenario gets the same table against `uniform` (same b
 same initial student per seed), and a verdict states, per scenario, whether the subject
 (`actor_curator`) meets each target of the issue:
 
-(a) reaches uniform's final accuracy on every seed (a median hides a seed that stalls);
+(a) ends at or above uniform's final accuracy on every seed (a median hides a seed
+    that stalls);
 (b) its mean curve never falls below uniform's by more than uniform's seed spread (max
     over steps of uniform's std over seeds) — being slow early is a cost too;
-(c) needs ≤ 0.6× uniform's steps wherever the oracle needs ≤ 0.4× (there is room to be
-    fast; n/a elsewhere: where even the ground truth gains little, nothing can);
-(d) is at least as fast as the best of learnability / sec / pcl (× uniform ≤ theirs);
-(e) selects no more traps than uniform does (it must not mistake noise for signal).
+(c) reaches uniform's final within 1.5× the oracle's steps (so 0.6× where the oracle
+    needs 0.4×), and never later than uniform (a student with little headroom, or one
+    without an oracle);
+(d) is at least as fast as the best of learnability / sec / pcl / mopps (× uniform ≤
+    theirs);
+(e) selects no more noise than uniform does (bank.NOISE_KINDS: coin flips, unanswerable,
+    rewarded wrong answers; it must not mistake noise for signal);
+(f) and its noise share does not rise over the run (last quarter ≤ first quarter +
+    0.01, the tolerance for sampling noise over a quarter of the steps).
 
 "× uniform" is the ratio of the median steps to uniform's final (per seed) to uniform's
 median; a strategy whose median is "never" has none (∞ in the comparisons). Writes, per
@@ -41,13 +47,15 @@ from curator.sim.report import (
 
 SUBJECT = "actor_curator"
 BASELINES = ("learnability", "sec", "pcl", "mopps")
-FAST_ORACLE, FAST_SUBJECT = 0.4, 0.6  # target (c)
+ORACLE_FACTOR = 1.5  # target (c)
+RISE_TOLERANCE = 0.01  # target (f)
 TARGETS = {
-    "a": "reaches uniform's final on every seed",
+    "a": "final ≥ uniform's on every seed",
     "b": "mean curve never below uniform's by more than uniform's seed spread",
-    "c": f"≤ {FAST_SUBJECT}× uniform where the oracle is ≤ {FAST_ORACLE}×",
+    "c": f"× uniform ≤ min(1, {ORACLE_FACTOR}× the oracle's)",
     "d": "at least as fast as the best of " + "/".join(BASELINES),
-    "e": "trap share ≤ uniform's",
+    "e": "noise share ≤ uniform's",
+    "f": "noise share not rising (last ¼ ≤ first ¼ + 0.01)",
 }
 
 
@@ -65,6 +73,7 @@ def scenario_rows(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     uni = np.array([r["accuracy"] for r in by.get("uniform", [])])
     uni_steps = dict(zip(rows["uniform"]["seeds"], rows["uniform"]["steps_to_target"])) \
         if "uniform" in rows else {}
+    uni_final = {r["seed"]: r["accuracy"][-1] for r in by.get("uniform", [])}
     spread = float(uni.std(axis=0).max()) if uni.size else None
     has_unans = result["bank"].get("unanswerable_share", 0.0) > 0
     for name, row in rows.items():
@@ -73,6 +82,8 @@ def scenario_rows(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         row["n_seeds"] = len(reach)
         row["reaches_count"] = sum(s is not None for s in reach)
         row["reaches_all"] = row["reaches_count"] == len(reach)
+        row["final_at_least_uniform"] = all(
+            r["accuracy"][-1] >= uni_final.get(r["seed"], -math.inf) for r in by[name])
         row["ratio_per_seed"] = [
             None if s is None or not uni_steps.get(seed) else s / uni_steps[seed]
             for seed, s in zip(row["seeds"], reach)]
@@ -100,17 +111,17 @@ def verdict(rows: dict[str, dict[str, Any]], subject: str = SUBJECT) -> dict[str
     out: dict[str, Any] = {
         "subject": subject, "subject_ratio": sr, "best_baseline": best,
         "best_baseline_ratio": br, "oracle_ratio": orr,
-        "a": None, "b": None, "c": None, "d": None, "e": None,
+        **{k: None for k in TARGETS},
     }
     if s is None or uni is None:
         return out
-    out["a"] = bool(s["reaches_all"])
+    out["a"] = bool(s["final_at_least_uniform"])
     out["b"] = None if s["below_spread"] is None else not s["below_spread"]
-    if orr is not None and orr <= FAST_ORACLE:
-        out["c"] = sr is not None and sr <= FAST_SUBJECT
+    out["c"] = sr is not None and sr <= min(1.0, ORACLE_FACTOR * _inf(orr))
     if best is not None and not (sr is None and br is None):
         out["d"] = _inf(sr) <= _inf(br)
-    out["e"] = bool(s["trap_share"] <= uni["trap_share"])
+    out["e"] = bool(s["noise_share"] <= uni["noise_share"])
+    out["f"] = bool(s["noise_share_last"] <= s["noise_share_first"] + RISE_TOLERANCE)
     return out
 
 
@@ -138,7 +149,10 @@ def rows_markdown(name: str, rows: dict[str, dict[str, Any]], unans: bool,
             + f"| {strat} | {r['final_mean']:.3f} ± {r['final_std']:.3f} | {r['auc_mean']:.3f} "
             f"| {_fmt_steps(r['steps_median'])} | {_ratio(r['ratio_to_uniform'])} "
             f"| {_yes(r['reaches_all'])} ({r['reaches_count']}/{r['n_seeds']}) "
-            f"| {gap} | {_yes(r['below_spread'])} | {r['trap_share']:.3f} "
+            f"| {gap} | {_yes(r['below_spread'])} "
+            f"| {r['noise_share']:.3f} / {r['noise_share_first']:.3f} / "
+            f"{r['noise_share_last']:.3f} | {_ratio(r['utility_noise_ratio'])} "
+            f"| {r['trap_share']:.3f} "
             + (f"| {r['unanswerable_share']:.3f} " if unans and "unanswerable_share" in r
                else ("| — " if unans else ""))
             + f"| {r['no_signal_share']:.3f} |")
@@ -149,7 +163,8 @@ def rows_header(unans: bool, with_scenario: bool = True) -> list[str]:
     cols = (["scenario"] if with_scenario else []) + [
         "strategy", "final acc", "AUC", "steps to uniform's final", "× uniform",
         "reaches on every seed", "worst gap / uniform spread", "below by > spread",
-        "trap share"] + (["unanswerable share"] if unans else []) + ["no-signal share"]
+        "noise share (all / first ¼ / last ¼)", "Û noise ÷ useful", "trap share"
+    ] + (["unanswerable share"] if unans else []) + ["no-signal share"]
     return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
 
 
@@ -173,11 +188,14 @@ NOTES = [
     "seed never does). × uniform: ratio of the medians (per-seed ratios in family.json). "
     "Worst gap: min over steps of (mean curve − uniform's mean curve); uniform spread: "
     "max over steps of uniform's std over seeds. Shares: of the selected problems, "
-    "averaged over steps and seeds.",
+    "averaged over steps and seeds; noise = coin flips + unanswerable + rewarded wrong "
+    "answers. Û noise ÷ useful: mean Û (as the service computes it from the trainer's "
+    "rewards and log-ratios) of the selected noise problems with reward variance over "
+    "that of the selected useful ones with reward variance.",
     "",
     "Targets: " + "; ".join(f"({k}) {v}" for k, v in TARGETS.items())
-    + ". n/a: not applicable (for (c): the oracle is slower than "
-    f"{FAST_ORACLE}×, or was not run; for (d): neither reaches the target).",
+    + ". n/a: not applicable (for (d): neither reaches the target). Without an oracle "
+    "(a student whose pass rates it cannot read cheaply), (c) asks for ≤ 1× uniform.",
 ]
 
 

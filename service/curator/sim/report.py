@@ -96,6 +96,7 @@ def summarise(result: dict[str, Any], target: float | None = None) -> dict[str, 
                                                  for r in runs])),
             "seconds_per_step": float(np.mean([r["seconds"] / len(r["trap_share"])
                                                for r in runs])),
+            **noise_summary(runs),
         }
     base = rows.get("uniform", {}).get("steps_median")
     for row in rows.values():
@@ -104,6 +105,27 @@ def summarise(result: dict[str, Any], target: float | None = None) -> dict[str, 
     initial = float(np.mean([r["accuracy"][0] for r in result["runs"]]))
     return {"target": target, "target_description": target_desc, "initial_accuracy": initial,
             "targets": {str(k): v for k, v in targets.items()}, "strategies": rows}
+
+
+def _pooled_mean(runs: list[dict[str, Any]], key: str) -> float | None:
+    vals = [v for r in runs for v in (r.get(key) or []) if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def noise_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Noise share selected (bank.NOISE_KINDS: coin flips, unanswerable, wrong answer
+    keys) over the whole run, its first and last quarter, and the mean Û the service
+    computed for noise vs useful problems with signal (steps pooled)."""
+    share = np.array([r.get("noise_share") or r["trap_share"] for r in runs])
+    q = max(1, share.shape[1] // 4)
+    un, uu = _pooled_mean(runs, "utility_noise"), _pooled_mean(runs, "utility_useful")
+    return {
+        "noise_share": float(share.mean()),
+        "noise_share_first": float(share[:, :q].mean()),
+        "noise_share_last": float(share[:, -q:].mean()),
+        "utility_noise": un, "utility_useful": uu,
+        "utility_noise_ratio": None if un is None or not uu else un / uu,
+    }
 
 
 def _fmt_steps(x: float | None) -> str:
@@ -213,7 +235,8 @@ def plot(result: dict[str, Any], summary: dict[str, Any], path: Path) -> None:
 
     by = _runs_by_strategy(result)
     bank = result["bank"]
-    panels = [("trap_share", "trap share\nselected")]
+    panels = [("noise_share", "noise share\nselected")] if bank.get("noise_share") else []
+    panels.append(("trap_share", "trap share\nselected"))
     if bank.get("unanswerable_share", 0.0) > 0:
         panels.append(("unanswerable_share", "unanswerable\nshare selected"))
     panels.append(("hard_share", "too-hard share\nselected"))

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from curator.sim.bank import HARD, BankConfig, SimBank
+from curator.sim.policy import POLICY_SCENARIOS
 from curator.sim.protocol import Scenario
 from curator.sim.student import StudentConfig
 
@@ -112,6 +113,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         bank=BankConfig(n_problems=32_000),
         student=StudentConfig(lr=0.2),
     ),
+    *POLICY_SCENARIOS,
 )}
 
 

@@ -260,7 +260,8 @@ class ActorCuratorStrategy:
         if not used:
             extra = base_extra(batch, self._updates) | {"fallback_share": 0.0}
             return UpdateStats(mean_reward=mean_reward, extra=extra)
-        raw = [self._credit(o) for o in used]
+        regions = self._region_trends(used) if p.credit == "progress" else [None] * len(used)
+        raw = [self._credit(o, r) for o, r in zip(used, regions)]
         windowed = np.array([self._window.push(o.problem_id, u) for o, u in zip(used, raw)])
         scaled = scale(windowed, p.scaling, p.amplifier)
         # float32 is what the loss sees: a finite float64 beyond ~3e38 is inf there
@@ -347,16 +348,17 @@ class ActorCuratorStrategy:
             extra=extra,
         )
 
-    def _credit(self, o: Observation) -> float:
+    def _credit(self, o: Observation, region: float | None = None) -> float:
         """The utility the curator is trained on for one observation.
 
         Without log-ratios the service's Û is mean |A|, largest for coin flips, so it is
         credited only by the problem's trend (`_trend`: a first visit earns nothing);
         `fallback: "abs_advantage"` keeps it as is. With log-ratios Û is the paper's
         in-sample improvement, which a coin flip has too (the step reinforces whichever
-        rollouts were rewarded); `credit: "progress"` keeps a first visit's Û and, on a
-        revisit, credits |Û| by the trend instead, so a problem whose pass rate does not
-        move under training averages zero.
+        rollouts were rewarded); `credit: "progress"` credits |Û| by how the pass rate
+        moves instead — the region's (`region`, from `_region_trends`), and on a revisit
+        the mean of the region's and the problem's own — so a problem, or a part of the
+        bank, whose pass rate does not move under training averages zero.
         """
         u = float(o.utility)  # type: ignore[arg-type]
         if o.utility_kind == "abs_advantage":
@@ -367,7 +369,19 @@ class ActorCuratorStrategy:
         if self.params.credit != "progress":
             return u
         trend = self._trend(o)
-        return u if trend is None else abs(u) * trend
+        if trend is None:
+            return u if region is None else abs(u) * region
+        return abs(u) * (trend if region is None else 0.5 * (trend + region))
+
+    def _region_trends(self, batch: list[Observation]) -> list[float | None]:
+        """Per observation, clip(its region's pass-rate trend / 0.05, −1, 1)
+        (RunStats.region_trend): whether the part of the bank it sits in is being
+        learned; None before the regions exist or without rewards."""
+        if len(self._stats.centroids) == 0:
+            return [None] * len(batch)
+        t = np.clip(self._stats.region_trend(np.stack([o.embedding for o in batch])) / 0.05,
+                    -1.0, 1.0)
+        return [None if o.mean_reward is None else float(v) for o, v in zip(batch, t)]
 
     def _trend(self, o: Observation) -> float | None:
         """clip((r̄ now − the problem's earlier EMA pass rate) / 0.25, −1, 1): how its
