@@ -36,7 +36,8 @@ def _truth(bank) -> list[np.ndarray]:
 
 def test_scenarios_are_complete():
     assert list(SCENARIOS) == ["ring", "chain", "text-hash", "text-minilm", "forgetting",
-                               "traps", "noisy-source", "small-bank", "large-bank"]
+                               "traps", "noisy-source", "small-bank", "large-bank",
+                               "mlp-skills", "mlp-revisit"]
     for name, sc in SCENARIOS.items():
         assert sc.name == name and sc.summary and sc.steps == 400
         assert sc.embedder in ("provided", "hash", "minilm")

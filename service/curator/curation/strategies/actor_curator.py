@@ -351,27 +351,28 @@ class ActorCuratorStrategy:
     def _credit(self, o: Observation, region: float | None = None) -> float:
         """The utility the curator is trained on for one observation.
 
-        Without log-ratios the service's Û is mean |A|, largest for coin flips, so it is
-        credited only by the problem's trend (`_trend`: a first visit earns nothing);
-        `fallback: "abs_advantage"` keeps it as is. With log-ratios Û is the paper's
-        in-sample improvement, which a coin flip has too (the step reinforces whichever
-        rollouts were rewarded); `credit: "progress"` credits |Û| by how the pass rate
-        moves instead — the region's (`region`, from `_region_trends`), and on a revisit
-        the mean of the region's and the problem's own — so a problem, or a part of the
-        bank, whose pass rate does not move under training averages zero.
+        The paper's Û (log-ratios sent) is an in-sample improvement, which a coin flip
+        has too; without log-ratios the service's Û is mean |A|, largest for coin flips.
+        `credit: "progress"` (an option, not yet the default: bench/curator_log.md §7)
+        credits either as size × trend: size |Û| (or mean |A|), trend the region's
+        (`region`, `_region_trends`) and on a revisit the mean of it and the problem's
+        own (`_trend`), so what does not move under training averages zero. `credit:
+        "raw"` keeps Û as sent and credits mean |A| by the problem's own trend only (a
+        first visit earns nothing); `fallback: "abs_advantage"` keeps mean |A| as is.
         """
         u = float(o.utility)  # type: ignore[arg-type]
-        if o.utility_kind == "abs_advantage":
-            if self.params.fallback == "abs_advantage":
-                return u
-            trend = self._trend(o)
-            return 0.0 if trend is None else u * trend
-        if self.params.credit != "progress":
+        rewards_only = o.utility_kind == "abs_advantage"
+        if rewards_only and self.params.fallback == "abs_advantage":
             return u
         trend = self._trend(o)
-        if trend is None:
-            return u if region is None else abs(u) * region
-        return abs(u) * (trend if region is None else 0.5 * (trend + region))
+        if self.params.credit != "progress":
+            if not rewards_only:
+                return u
+            return 0.0 if trend is None else u * trend
+        if trend is None and region is None:
+            return 0.0 if rewards_only else u
+        parts = [t for t in (trend, region) if t is not None]
+        return abs(u) * sum(parts) / len(parts)
 
     def _region_trends(self, batch: list[Observation]) -> list[float | None]:
         """Per observation, clip(its region's pass-rate trend / 0.05, −1, 1)
