@@ -24,15 +24,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from curator.sim.report import steps_to  # noqa: E402
 from curator.sim.runner import run_scenarios  # noqa: E402
 from curator.sim.scenarios import get_scenario  # noqa: E402
 
 
 def _steps_to(run: dict, target: float) -> float:
-    for s, a in zip(run["eval_steps"], run["accuracy"]):
-        if a >= target:
-            return float(s)
-    return math.inf
+    """report.steps_to with "never" as +∞ (for the median)."""
+    s = steps_to(run["eval_steps"], run["accuracy"], target)
+    return math.inf if s is None else float(s)
 
 
 def _mean(values: list) -> float:
