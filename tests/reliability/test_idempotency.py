@@ -156,7 +156,7 @@ async def test_feedback_for_an_old_model_version_uses_stored_logits(settings):
                           "embedding": vecs[i].tolist()} for i in range(60)]})
         assert r.status_code == 200, r.text
         run_id, token = await make_run(client, bank_id, "actor_curator",
-                                       {"dormant_steps": 0, "hidden": 32, "lr": 0.05,
+                                       {"dormant_steps": 0, "hidden": 32, "lr": 0.2,
                                         "max_kl": 0}, seed=5)
         sel = f"/v1/runs/{run_id}/select"
 
@@ -222,5 +222,10 @@ async def test_feedback_for_an_old_model_version_uses_stored_logits(settings):
         v1_again = load_strategy(s, run, 1, dim, "cpu")
         swapped = v1_again.logits(pool)
         batch = [dataclasses.replace(o, logit=float(z)) for o, z in zip(batch, swapped)]
-        assert v1_again.update(batch).loss != pytest.approx(stats.loss, rel=1e-3)
+        swapped_stats = v1_again.update(batch)
+        # the update measures the policy ratio against the logits it is given (the loss is
+        # dominated by terms the logits do not enter, and Adam normalises the step's size,
+        # so compare the ratio it reports)
+        assert swapped_stats.extra["ratio_dev"] != pytest.approx(stats.extra["ratio_dev"],
+                                                                 rel=0.1)
     engine.dispose()
