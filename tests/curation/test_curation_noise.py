@@ -36,8 +36,7 @@ def _obs(pid: int, reward: float, u: float, category: str | None = None,
 # -- the prior's shape -------------------------------------------------------------------
 
 def test_signal_prior_is_flat_across_the_middle_and_falls_where_groups_agree() -> None:
-    s = build_strategy("actor_curator", {"prior_shape": "signal", "group_size": 8},
-                       dim=DIM, seed=0)
+    s = build_strategy("actor_curator", {}, dim=DIM, seed=0)  # the default shape, G = 8
     p = np.array([[0.5], [0.3], [0.2], [0.05], [0.0]], dtype=np.float32)
     term = s._prior_term(p)[:, 0]
     want = [math.log(1 - x**8 - (1 - x) ** 8 + 1e-3) for x in p[:, 0].tolist()]
@@ -45,7 +44,8 @@ def test_signal_prior_is_flat_across_the_middle_and_falls_where_groups_agree() -
     # a coin flip (0.5) gains almost nothing over a problem at 0.3: no peak to sit on
     assert term[0] - term[1] < 0.06
     assert term[3] < term[2] - 0.8 and term[4] == pytest.approx(math.log(1e-3))
-    peak = build_strategy("actor_curator", {}, dim=DIM, seed=0)._prior_term(p)[:, 0]
+    peak = build_strategy("actor_curator", {"prior_shape": "peak"}, dim=DIM,
+                          seed=0)._prior_term(p)[:, 0]
     assert peak[0] - peak[1] > 0.08  # the peaked prior prefers 0.5 to 0.3 (×15 in the logit)
     with pytest.raises(StrategyError, match="group_size"):
         build_strategy("actor_curator", {"group_size": 1}, dim=DIM, seed=0)
@@ -54,7 +54,7 @@ def test_signal_prior_is_flat_across_the_middle_and_falls_where_groups_agree() -
 # -- the progress credit -----------------------------------------------------------------
 
 def test_progress_credit_keeps_a_first_visit_and_credits_revisits_by_the_trend() -> None:
-    s = build_strategy("actor_curator", {"credit": "progress"}, dim=DIM, seed=0)
+    s = build_strategy("actor_curator", {}, dim=DIM, seed=0)  # credit "progress"
     first = [_obs(0, 0.25, 0.02), _obs(1, 0.5, 0.02)]
     assert [s._credit(o) for o in first] == [0.02, 0.02]  # no history: Û as sent
     s.update(first)
@@ -63,7 +63,7 @@ def test_progress_credit_keeps_a_first_visit_and_credits_revisits_by_the_trend()
     assert s._credit(_obs(1, 0.5, 0.02)) == pytest.approx(0.0)
     # falling pass rate: negative credit of |Û| however Û's sign came out
     assert s._credit(_obs(1, 0.375, -0.01)) == pytest.approx(-0.01 * 0.5)
-    raw = build_strategy("actor_curator", {}, dim=DIM, seed=0)
+    raw = build_strategy("actor_curator", {"credit": "raw"}, dim=DIM, seed=0)
     raw.update(first)
     assert raw._credit(_obs(1, 0.5, 0.02)) == 0.02  # the paper's Û, as is
 
@@ -110,8 +110,9 @@ def test_field_is_an_input_that_moves_the_scores(strategy: str) -> None:
     s = build_strategy(strategy, params, dim=DIM, seed=3)
     assert s.category_field == "level"
     emb = np.ones(DIM, np.float32) / math.sqrt(DIM)
-    for step in range(30):
-        s.update([_obs(10 * step + j, 0.5 if j % 2 else 1.0, 0.05 if j % 2 else 0.0,
+    for step in range(30):  # the frontier label is being learned (its pass rate rises)
+        rising = 0.2 + 0.02 * step
+        s.update([_obs(10 * step + j, rising if j % 2 else 1.0, 0.05 if j % 2 else 0.0,
                        "easy" if j % 2 == 0 else "frontier", emb) for j in range(16)])
     pool = Pool(np.array([1000, 1001]), np.stack([emb, emb]), ["easy", "frontier"])
     z = s.logits(pool)

@@ -1,4 +1,4 @@
-"""Coin flips cannot win, through the real API (the noise-robust options).
+"""Coin flips cannot win, through the real API (actor_curator's shipped defaults).
 
 Three clusters of a bank, told apart by their embeddings: a cluster of coin-flip
 problems (reward a fair coin whatever the answer), a learnable cluster whose pass rate
@@ -6,7 +6,8 @@ rises with how much of it has been trained on, and a solved cluster (pass rate 0
 its groups mostly have no signal). Every group's log-ratios track its advantages,
 ℓ_i = c·A_i, as a real GRPO step makes them — the step raises the probability of
 whichever rollouts were rewarded — so a coin flip's in-sample Û equals a learnable
-problem's, and only what happens across visits tells them apart.
+problem's, and only what happens across visits tells them apart. With the defaults
+before issue 25 (peaked prior ×15, raw Û) the coin-flip cluster took 0.72 of the batch.
 """
 
 from __future__ import annotations
@@ -23,10 +24,6 @@ N = 384  # 128 per cluster; with pools of 128 each problem comes back every 3 st
 NOISE, LEARNABLE, SOLVED = 0, 1, 2
 G = 8
 C = 0.02  # log-ratio per unit of advantage
-# the options issue 25 added (not yet the defaults: on the real-MLP students they end
-# below uniform, bench/curator_log.md §7); with the shipped defaults the coin-flip
-# cluster takes 0.72 of the batch here
-NOISE_ROBUST = {"prior_shape": "signal", "prior": 2, "credit": "progress"}
 
 
 def bank(seed: int = 0) -> tuple[list[dict], np.ndarray]:
@@ -66,8 +63,7 @@ async def test_coin_flip_cluster_gets_no_more_than_its_uniform_share(sqlite_sett
                               headers=AUTH)
         assert r.json()["added"] == N
         r = await client.post("/v1/runs", json={"bank_id": bank_id, "strategy":
-                                                "actor_curator", "seed": 3,
-                                                "params": NOISE_ROBUST}, headers=AUTH)
+                                                "actor_curator", "seed": 3}, headers=AUTH)
         run_id, token = r.json()["run_id"], r.json()["token"]
         shares, trained = [], 0
         steps = 60

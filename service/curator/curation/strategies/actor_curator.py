@@ -37,8 +37,12 @@ from curator.curation.utility import ScalingMode, UtilityWindow, scale
 class ActorCuratorStrategy:
     """Pass-rate prior + a bounded learned part trained by clipped OSMD on Û.
 
-    z(x) = prior·log 2√(p̂(1−p̂)) + R·tanh(f(x)/R). z_t is the logit at selection time
-    (raw, before the sampler's temperature). Everything is trained from the first
+    z(x) = w·log(1 − p̂^G − (1−p̂)^G) + R·tanh(f(x)/R), w = 2, R = 2: the prior is the
+    log-probability that a group of G rollouts has reward variance — flat across the
+    middle, so a coin flip sitting at p̂ = 0.5 gains nothing over a problem at 0.3, and
+    weak enough that the learned part can overrule it (`prior_shape: "peak"`, w = 15 is
+    the earlier, pcl-like log 2√(p̂(1−p̂)) that let coin flips win). z_t is the logit at
+    selection time (raw, before the sampler's temperature). Everything is trained from the first
     update; the logits drive selection after `dormant_steps` applied updates. What
     keeps it from stalling on a mastered region (docs/design.md §4, with the ablations
     in bench/curator_log.md):
@@ -56,7 +60,10 @@ class ActorCuratorStrategy:
       every batch come from the uniform fill — a control group from the same pools —
       and the share grows toward `explore_max` while the curator's items realise no
       more utility than the explore items;
-    * a utility that does not credit noise (`fallback`, `credit`, see `_credit`).
+    * a utility that does not credit noise (`credit: "progress"`, see `_credit`): the
+      in-sample Û of a coin flip is positive (a GRPO step raises whatever was rewarded),
+      so Û counts only as far as the pass rate of the problem's region (and, on a
+      revisit, its own) moves.
 
     Options measured and left off: `baseline` (utility relative to the explore items),
     `credit: "region"`, `embedding_input`, `ratio: "softmax"`.
@@ -92,7 +99,7 @@ class ActorCuratorStrategy:
         explore_max: float = 0.5
         baseline: bool = False
         fallback: Literal["trend", "abs_advantage"] = "trend"  # rewards-only utility
-        credit: Literal["raw", "region", "progress"] = "raw"
+        credit: Literal["raw", "region", "progress"] = "progress"
         pass_head: bool = True  # predicted pass rate (and its signal) as scorer inputs
         head_steps: int = 4
         head_lr: float = 1e-3
@@ -100,12 +107,12 @@ class ActorCuratorStrategy:
         embedding_input: bool = False  # the learned part reads statistics + p̂ only
         ratio: Literal["sampled", "softmax"] = "sampled"
         logit_range: float = 2.0  # the learned part is range·tanh(raw/range); 0: unbounded
-        prior: float = 15.0  # weight of the prior term added to the logit; 0: none
+        prior: float = 2.0  # weight of the prior term added to the logit; 0: none
         # "peak": log 2√(p̂(1−p̂)) (pcl's, highest at p̂ = 0.5 where a coin flip sits);
         # "signal": log P(a group of `group_size` rollouts has reward variance) =
         # log(1 − p̂^G − (1−p̂)^G), flat across the middle, falling only where groups
         # come back all-equal
-        prior_shape: Literal["peak", "signal"] = "peak"
+        prior_shape: Literal["peak", "signal"] = "signal"
         group_size: int = 8  # G the trainer samples per problem (the "signal" prior)
         # a metadata field (a level, a type, a source) whose per-value statistics are
         # inputs of the learned part, as sec reads its field; "" = none
@@ -353,24 +360,27 @@ class ActorCuratorStrategy:
 
         The paper's Û (log-ratios sent) is an in-sample improvement, which a coin flip
         has too; without log-ratios the service's Û is mean |A|, largest for coin flips.
-        `credit: "progress"` (an option, not yet the default: bench/curator_log.md §7)
-        credits either as size × trend: size |Û| (or mean |A|), trend the region's
-        (`region`, `_region_trends`) and on a revisit the mean of it and the problem's
-        own (`_trend`), so what does not move under training averages zero. `credit:
-        "raw"` keeps Û as sent and credits mean |A| by the problem's own trend only (a
-        first visit earns nothing); `fallback: "abs_advantage"` keeps mean |A| as is.
+        `credit: "progress"` (the default since issue 25: bench/curator_log.md §7)
+        credits Û as |Û| × trend, the trend the region's (`region`, `_region_trends`)
+        and on a revisit the mean of it and the problem's own (`_trend`), so what does
+        not move under training averages zero; `credit: "raw"` keeps Û as sent.
+        Rewards only (`fallback: "trend"`), mean |A| is credited by the problem's own
+        trend only and a first visit earns nothing; `fallback: "abs_advantage"` keeps
+        mean |A| as is.
         """
         u = float(o.utility)  # type: ignore[arg-type]
-        rewards_only = o.utility_kind == "abs_advantage"
-        if rewards_only and self.params.fallback == "abs_advantage":
+        if o.utility_kind == "abs_advantage":  # rewards only: mean |A| says "had signal"
+            if self.params.fallback == "abs_advantage":
+                return u
+            trend = self._trend(o)
+            # the problem's own trend only: the region's would credit a coin flip for the
+            # learnable problems around it, whose mean |A| is no larger than its own
+            return 0.0 if trend is None else u * trend
+        if self.params.credit != "progress":
             return u
         trend = self._trend(o)
-        if self.params.credit != "progress":
-            if not rewards_only:
-                return u
-            return 0.0 if trend is None else u * trend
         if trend is None and region is None:
-            return 0.0 if rewards_only else u
+            return u
         parts = [t for t in (trend, region) if t is not None]
         return abs(u) * sum(parts) / len(parts)
 
