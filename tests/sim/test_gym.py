@@ -27,10 +27,10 @@ from curator.sim.protocol import Scenario  # noqa: E402
 from curator.sim.trainer import TrainerConfig  # noqa: E402
 
 # large noise shares so that a small bank has several of each kind
-TINY_BANK = GymBankConfig(per_level=8, heldout_per_level=2, trap_share=0.2,
-                          wrong_key_share=0.15, unanswerable_share=0.15)
+TINY_BANK = GymBankConfig(per_level=8, heldout_per_level=2, cells=None, heldout_share=None,
+                          trap_share=0.2, wrong_key_share=0.15, unanswerable_share=0.15)
 TINY_STUDENT = GymStudentConfig(d_model=32, n_layer=1, n_head=2, warm_steps=5, warm_batch=16,
-                                warm_pool=16, lr=3e-3, cache=False)
+                                warm_pool=16, lr=3e-3, lr_warmup=0, cache=False)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,8 @@ def compact_answer(answer: str, task: str) -> str:
 def test_unanswerable_problems_do_not_pay_in_practice() -> None:
     """Sampled completions of a warm-started (tiny) model on corrupted inputs: at most
     an occasional chance match."""
-    bank = GymBankConfig(per_level=30, heldout_per_level=1, trap_share=0.0,
+    bank = GymBankConfig(per_level=30, heldout_per_level=1, cells=None, heldout_share=None,
+                         trap_share=0.0,
                          wrong_key_share=0.0, unanswerable_share=0.3).make(3)
     stud = TINY_STUDENT.build(bank, 0)
     idx = np.where(bank.train.kind == UNANSWERABLE)[0]
@@ -210,3 +211,44 @@ def test_scenarios_are_light_and_valid() -> None:
         s.student.validate()
         s.bank.validate()
         assert s.embedder == "hash" and s.max_seeds == 2
+
+
+def test_bank_cells_select_the_levels_of_each_task() -> None:
+    cfg = GymBankConfig(per_level=4, heldout_per_level=2, heldout_share=None,
+                        cells=(("chain_sum", (5, 3, 0)), ("arc_1d", (2, 0, 0))))
+    b = cfg.make(7)
+    t = b.train
+    assert len(t) == 22 and len(b.heldout) == 2 * 6
+    for k, sizes in enumerate([(5, 3, 0), (2, 0, 0), (4, 4, 4)]):  # letters: per_level
+        for level, size in enumerate(sizes, start=1):
+            assert int(((t.skill == k) & (t.bucket == level)).sum()) == size
+            held = int(((b.heldout.skill == k) & (b.heldout.bucket == level)).sum())
+            assert held == (2 if size else 0)
+    with pytest.raises(ValueError):
+        GymBankConfig(cells=(("chain_sum", (1, 1)),)).validate()
+    with pytest.raises(ValueError):
+        GymBankConfig(tasks=("arc_1d",), cells=(("arc_1d", (0, 0, 0)),)).validate()
+    # the default composition names its tasks, so another task list still works
+    assert GymBankConfig(tasks=("letter_counting",)).cell_size("letter_counting", 2) == 600
+    # held-out counts in proportion to the cells (at least one per cell)
+    prop = GymBankConfig(cells=(("chain_sum", (20, 10, 0)), ("arc_1d", (3, 0, 0)),
+                                ("letter_counting", (1, 1, 1))), heldout_share=0.1).make(7)
+    counts = [int(((prop.heldout.skill == k) & (prop.heldout.bucket == lv)).sum())
+              for k in range(3) for lv in (1, 2, 3)]
+    assert counts == [2, 1, 0, 1, 0, 0, 1, 1, 1]
+
+
+def test_sampled_heldout_metric_is_repeatable(bank) -> None:
+    from dataclasses import replace
+
+    stud = replace(TINY_STUDENT, eval_samples=4).build(bank, 1)
+    a, b = stud.accuracy(bank.heldout), stud.accuracy(bank.heldout)
+    assert a == b and 0.0 <= a <= 1.0  # a fixed generator per evaluation
+    s = stud.sampled_scores(bank.heldout, k=4)
+    assert s.shape == (len(bank.heldout),) and np.isclose(s.mean(), a)
+    # the warm-up ramps the GRPO learning rate
+    stud = replace(TINY_STUDENT, lr_warmup=4).build(bank, 1)
+    rng = np.random.default_rng(0)
+    r = stud.rollouts(bank.train, np.arange(4), 2, rng)
+    stud.step(bank.train, np.arange(4), r, rng)
+    assert np.isclose(stud.opt.param_groups[0]["lr"], TINY_STUDENT.lr / 4)
