@@ -226,9 +226,13 @@ class _BaseClient:
         )
 
     def _feedback_call(
-        self, run_id: int, ticket_id: str, results: Iterable[ResultLike], token: str | None
+        self, run_id: int, ticket_id: str, results: Iterable[ResultLike], token: str | None,
+        final: bool = False,
     ) -> _Call[FeedbackReceipt]:
-        body = {"ticket_id": str(ticket_id), "results": [result_to_json(r) for r in results]}
+        body: dict[str, Any] = {"ticket_id": str(ticket_id),
+                                "results": [result_to_json(r) for r in results]}
+        if final:
+            body["final"] = True
         return _Call(
             "POST",
             f"/v1/runs/{int(run_id)}/feedback",
@@ -484,9 +488,17 @@ class Client(_BaseClient):
         results: Iterable[ResultLike],
         *,
         token: str | None = None,
+        final: bool = False,
     ) -> FeedbackReceipt:
-        """Report a ticket's results (`Result`s or dicts). Retried: the server dedupes."""
-        return self._send(self._feedback_call(run_id, ticket_id, results, token))
+        """Report results for some or all of a ticket's problems (`Result`s or dicts).
+
+        The server keeps each problem's first result and applies the ticket once all its
+        problems have one — or now, with what it holds, if `final` — so several ranks
+        may each send their share. Retried on connection errors and 502/503/504: an
+        exact repeat is answered as a replay (`receipt.replayed`); a different result
+        for a problem already reported is refused (409, `ConflictError`).
+        """
+        return self._send(self._feedback_call(run_id, ticket_id, results, token, final))
 
 
 class AsyncClient(_BaseClient):
@@ -644,5 +656,6 @@ class AsyncClient(_BaseClient):
         results: Iterable[ResultLike],
         *,
         token: str | None = None,
+        final: bool = False,
     ) -> FeedbackReceipt:
-        return await self._send(self._feedback_call(run_id, ticket_id, results, token))
+        return await self._send(self._feedback_call(run_id, ticket_id, results, token, final))

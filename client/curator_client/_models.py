@@ -214,11 +214,20 @@ class Ticket:
 
 @dataclass(frozen=True)
 class FeedbackReceipt:
-    """The server's acknowledgement of feedback; `state` is "reported" or "applied"."""
+    """The server's acknowledgement of feedback.
+
+    `accepted`: results this post added; `state`: "partial" (the ticket waits for its
+    other problems' results), "reported" (queued, applied once) or "applied";
+    `replayed`: nothing was new (an exact repeat, e.g. a retry); `reported` / `expected`:
+    results the ticket holds / problems in it.
+    """
 
     ticket_id: str
     accepted: int
     state: str
+    replayed: bool = False
+    reported: int = 0
+    expected: int = 0
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FeedbackReceipt:
@@ -226,6 +235,9 @@ class FeedbackReceipt:
             ticket_id=str(data["ticket_id"]),
             accepted=int(data["accepted"]),
             state=str(data["state"]),
+            replayed=bool(data.get("replayed", False)),
+            reported=int(data.get("reported", 0)),
+            expected=int(data.get("expected", 0)),
         )
 
 

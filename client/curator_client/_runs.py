@@ -93,9 +93,11 @@ class Batch(_BatchBase):
         super().__init__(ticket)
         self._run = run
 
-    def report(self, results: Iterable[ResultLike]) -> FeedbackReceipt:
-        """Send feedback for this batch's ticket (`Result`s or dicts)."""
-        self.receipt = self._run.feedback(self.ticket_id, results)
+    def report(self, results: Iterable[ResultLike], *, final: bool = True) -> FeedbackReceipt:
+        """Send feedback for this batch's ticket (`Result`s or dicts). `final` (the
+        default): these are all the results this batch will get, so the ticket is applied
+        with them even if some problems have none; `final=False` to send it in parts."""
+        self.receipt = self._run.feedback(self.ticket_id, results, final=final)
         return self.receipt
 
 
@@ -106,8 +108,9 @@ class AsyncBatch(_BatchBase):
         super().__init__(ticket)
         self._run = run
 
-    async def report(self, results: Iterable[ResultLike]) -> FeedbackReceipt:
-        self.receipt = await self._run.feedback(self.ticket_id, results)
+    async def report(self, results: Iterable[ResultLike], *,
+                     final: bool = True) -> FeedbackReceipt:
+        self.receipt = await self._run.feedback(self.ticket_id, results, final=final)
         return self.receipt
 
 
@@ -133,8 +136,11 @@ class Run(_RunBase):
         ticket = self.client.select(self.run_id, batch_size, pool_size, token=self.token)
         return Batch(self, ticket)
 
-    def feedback(self, ticket_id: str, results: Iterable[ResultLike]) -> FeedbackReceipt:
-        return self.client.feedback(self.run_id, ticket_id, results, token=self.token)
+    def feedback(self, ticket_id: str, results: Iterable[ResultLike], *,
+                 final: bool = False) -> FeedbackReceipt:
+        """Results for some or all of a ticket's problems (see `Client.feedback`)."""
+        return self.client.feedback(self.run_id, ticket_id, results, token=self.token,
+                                    final=final)
 
     def batches(
         self, batch_size: int, pool_size: int | None = None, steps: int | None = None
@@ -171,8 +177,10 @@ class AsyncRun(_RunBase):
         ticket = await self.client.select(self.run_id, batch_size, pool_size, token=self.token)
         return AsyncBatch(self, ticket)
 
-    async def feedback(self, ticket_id: str, results: Iterable[ResultLike]) -> FeedbackReceipt:
-        return await self.client.feedback(self.run_id, ticket_id, results, token=self.token)
+    async def feedback(self, ticket_id: str, results: Iterable[ResultLike], *,
+                       final: bool = False) -> FeedbackReceipt:
+        return await self.client.feedback(self.run_id, ticket_id, results, token=self.token,
+                                          final=final)
 
     async def batches(
         self, batch_size: int, pool_size: int | None = None, steps: int | None = None

@@ -83,7 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if state.updater is not None:
             state.worker_task = asyncio.create_task(
                 run_worker(state.queue, state.updater, state.stop,
-                           session_factory=state.session_factory))
+                           session_factory=state.session_factory,
+                           ticket_ttl_s=settings.ticket_ttl_s))
         preload = None
         if hasattr(state.queue, "versions"):
             preload = asyncio.create_task(preload_versions(

@@ -121,7 +121,8 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
               f"{settings.feedback_stream}", flush=True)
         try:
             await run_worker(state.queue, state.updater, state.stop,
-                             session_factory=state.session_factory)
+                             session_factory=state.session_factory,
+                             ticket_ttl_s=settings.ticket_ttl_s)
         finally:
             await state.queue.close()
             state.engine.dispose()

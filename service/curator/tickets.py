@@ -3,7 +3,8 @@
     issued ──feedback──▶ reported ──worker──▶ applied
                              └──── apply failed `max_apply_attempts` times ──▶ failed
 
-A select issues a ticket; its feedback (once, idempotent) reports it; the worker applies
+A select issues a ticket; its feedback reports it once every problem has a result (or a
+post says `final`; several posts may share the results, runs/feedback.py); the worker applies
 it in the transaction that writes the new model version, or sets it aside as failed (a
 dead letter) so it cannot stall its run. `applied` and `failed` are final. The states are
 strings (a `StrEnum`), so they compare and store as the plain words the database and the

@@ -49,9 +49,9 @@ def _spy_feedback(run) -> list[tuple[str, list[dict]]]:
     sent: list[tuple[str, list[dict]]] = []
     feedback = run.feedback
 
-    def spy(ticket_id, results):
+    def spy(ticket_id, results, **kwargs):
         sent.append((ticket_id, [dict(r) for r in results]))
-        return feedback(ticket_id, sent[-1][1])
+        return feedback(ticket_id, sent[-1][1], **kwargs)
 
     run.feedback = spy
     return sent
@@ -341,9 +341,9 @@ def _two_process_worker() -> None:
     select, feedback = run.select, run.feedback
     run.select = lambda *a, **k: issued.append(select(*a, **k)) or issued[-1]
 
-    def spy(ticket_id, results):
+    def spy(ticket_id, results, **kwargs):
         sent.append((ticket_id, [dict(r) for r in results]))
-        return feedback(ticket_id, sent[-1][1])
+        return feedback(ticket_id, sent[-1][1], **kwargs)
 
     run.feedback = spy
     rows = [{k: r[k] for k in ("prompt", "answer", "level")} for r in arith_rows(40)]

@@ -79,13 +79,16 @@ def test_worker_sigkill_mid_apply_then_restart(deployment):
     applies every reported ticket exactly once, continuing the version sequence."""
     dep, engine = deployment, deployment.engine
     drv = dep.driver()
-    # epochs make one apply slow enough to be caught holding the lock
+    # epochs without the trust region's early stop make one apply slow enough to be
+    # caught holding the lock
     run_id, token = drv.run(drv.bank(n=400), params={"dormant_steps": 0, "epochs": 25,
-                                                     "minibatch": 8})
+                                                     "minibatch": 8, "max_kl": 0})
     n = 10
     tickets = [drv.select(run_id, token, batch_size=32, pool_size=32) for _ in range(n)]
+    dep.worker.p.send_signal(signal.SIGSTOP)  # all reported before the first apply starts
     for t in tickets:
         assert drv.report(run_id, token, t).status_code == 202
+    dep.worker.p.send_signal(signal.SIGCONT)
 
     wait_for(lambda: 2 <= ticket_states(engine, run_id).get("applied", 0) <= n - 4, 90,
              "some tickets applied")
@@ -189,12 +192,13 @@ def test_api_killed_between_select_and_feedback(deployment):
     b = dep.driver()
     r = b.report(run_id, token, t2)
     assert r.status_code == 202, r.text
-    assert r.json() == {"ticket_id": t2["ticket_id"], "accepted": 16, "state": "reported"}
+    assert r.json() == {"ticket_id": t2["ticket_id"], "accepted": 16, "state": "reported",
+                        "replayed": False, "reported": 16, "expected": 16}
     assert "Curator-Replayed" not in r.headers
     again = b.report(run_id, token, t1)
     assert again.status_code == 202 and again.headers["Curator-Replayed"] == "true"
     assert again.json()["ticket_id"] == t1["ticket_id"]
-    assert again.json()["accepted"] == first.json()["accepted"] == 16
+    assert again.json()["reported"] == first.json()["accepted"] == 16
     wait_all_applied(engine, run_id, 2)
     assert_applied_exactly_once(engine, run_id, 2)
     assert b.select(run_id, token)["step"] == 3  # the step counter lives in the database

@@ -62,10 +62,12 @@ async def test_concurrent_identical_feedback_is_counted_once(settings):
             client.post(f"/v1/runs/{run_id}/feedback", json=body, headers=bearer(token))
             for _ in range(10)))
         assert [r.status_code for r in answers] == [202] * 10, [r.text for r in answers]
-        receipt = {"ticket_id": ticket["ticket_id"], "accepted": 8, "state": "reported"}
-        assert all(r.json() == receipt for r in answers)
+        receipt = {"ticket_id": ticket["ticket_id"], "accepted": 0, "state": "reported",
+                   "replayed": True, "reported": 8, "expected": 8}
         fresh = [r for r in answers if "Curator-Replayed" not in r.headers]
         assert len(fresh) == 1
+        assert fresh[0].json() == receipt | {"accepted": 8, "replayed": False}
+        assert all(r.json() == receipt for r in answers if r not in fresh)
         assert all(r.headers["Curator-Replayed"] == "true" for r in answers if r not in fresh)
     url = settings.sqlalchemy_url
     assert count(url, Feedback, Feedback.ticket_id == ticket["ticket_id"]) == 8
@@ -75,16 +77,18 @@ async def test_concurrent_identical_feedback_is_counted_once(settings):
         info = await wait_applied(client, run_id, 1)
         r = await client.post(f"/v1/runs/{run_id}/feedback", json=body, headers=bearer(token))
         assert r.status_code == 202 and r.headers["Curator-Replayed"] == "true"
-        assert r.json() == {"ticket_id": ticket["ticket_id"], "accepted": 8, "state": "applied"}
+        assert r.json() == {"ticket_id": ticket["ticket_id"], "accepted": 0, "state": "applied",
+                            "replayed": True, "reported": 8, "expected": 8}
         await asyncio.sleep(0.3)
         assert (await wait_applied(client, run_id, 1))["model_version"] == 1
-    assert info["tickets"] == {"issued": 1, "reported": 1, "applied": 1, "failed": 0}
+    assert info["tickets"] == {"issued": 1, "reported": 1, "applied": 1, "failed": 0,
+                               "partial": 0}
     engine = create_engine(url)
     assert_applied_exactly_once(engine, run_id, 1)
     engine.dispose()
 
 
-async def test_different_second_feedback_is_first_write_wins(settings):
+async def test_different_second_feedback_is_a_conflict_and_changes_nothing(settings):
     async with running_app(settings) as (client, _):
         run_id, token = await make_run(client, await make_bank(client, n=40))
         ticket = (await client.post(f"/v1/runs/{run_id}/select", headers=bearer(token),
@@ -97,9 +101,10 @@ async def test_different_second_feedback_is_first_write_wins(settings):
         r1 = await client.post(f"/v1/runs/{run_id}/feedback", json=first, headers=bearer(token))
         r2 = await client.post(f"/v1/runs/{run_id}/feedback", json=second,
                                headers=bearer(token))
-        assert r1.status_code == r2.status_code == 202
-        assert r2.headers["Curator-Replayed"] == "true"
-        assert r2.json()["accepted"] == 6 and r2.json()["ticket_id"] == ticket["ticket_id"]
+        assert r1.status_code == 202 and r1.json()["state"] == "reported"
+        assert r2.status_code == 409, r2.text
+        err = r2.json()["error"]
+        assert err["type"] == "conflict" and err["details"]["problem_ids"] == sorted(ids[:2])
         await wait_applied(client, run_id, 1)
     engine = create_engine(settings.sqlalchemy_url)
     with engine.connect() as c:
@@ -136,9 +141,11 @@ async def test_expired_ticket_is_gone_but_a_reported_one_keeps_its_receipt(setti
         again = await client.post(f"/v1/runs/{run_id}/feedback", json=body(t1),
                                   headers=bearer(token))
         assert again.status_code == 202 and again.headers["Curator-Replayed"] == "true"
-        assert again.json()["accepted"] == r1.json()["accepted"] == 4
+        assert r1.json()["accepted"] == again.json()["reported"] == 4
+        assert again.json()["accepted"] == 0 and again.json()["replayed"] is True
         info = await wait_applied(client, run_id, 1)
-        assert info["tickets"] == {"issued": 2, "reported": 1, "applied": 1, "failed": 0}
+        assert info["tickets"] == {"issued": 2, "reported": 1, "applied": 1, "failed": 0,
+                                   "partial": 0}
     url = settings.sqlalchemy_url
     assert count(url, Feedback, Feedback.ticket_id == t2["ticket_id"]) == 0
     assert count(url, Ticket, Ticket.id == t2["ticket_id"], Ticket.state == "issued") == 1

@@ -44,13 +44,17 @@ async def test_select_feedback_roundtrip(settings):
         r = await client.post(f"/v1/runs/{run_id}/feedback", json=fb, headers=bearer(token))
         assert r.status_code == 202, r.text
         assert r.json() == {"ticket_id": body["ticket_id"], "accepted": 8,
-                            "state": "reported"}
+                            "state": "reported", "replayed": False, "reported": 8,
+                            "expected": 8}
         info = await _wait_applied(client, run_id, token, 1)
         assert info["model_version"] == 1
         # the same feedback again: same answer, counted once
         r2 = await client.post(f"/v1/runs/{run_id}/feedback", json=fb, headers=bearer(token))
         assert r2.status_code == 202
-        assert r2.json()["accepted"] == 8 and r2.headers["Curator-Replayed"] == "true"
+        assert r2.headers["Curator-Replayed"] == "true"
+        assert r2.json() == {"ticket_id": body["ticket_id"], "accepted": 0,
+                             "state": "applied", "replayed": True, "reported": 8,
+                             "expected": 8}
         await asyncio.sleep(0.2)
         info = await _wait_applied(client, run_id, token, 1)
         assert info["model_version"] == 1

@@ -49,7 +49,8 @@ async def test_poison_ticket_becomes_failed_and_does_not_stall_the_run(settings,
                     and info["model_version"] == 2):
                 break
             await asyncio.sleep(0.1)
-        assert info["tickets"] == {"issued": 3, "reported": 3, "applied": 2, "failed": 1}
+        assert info["tickets"] == {"issued": 3, "reported": 3, "applied": 2, "failed": 1,
+                                   "partial": 0}
         assert info["model_version"] == 2
     engine = create_engine(settings.sqlalchemy_url)
     with engine.connect() as c:

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from curator.runs.feedback import MAX_ABS_LOG_RATIO, MAX_ABS_REWARD, MAX_ABS_UTILITY
+
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold U+0000
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
@@ -108,6 +110,8 @@ class TicketCounts(BaseModel):
     reported: int  # feedback received (includes applied and failed)
     applied: int
     failed: int = 0  # set aside after repeated apply errors (dead letters)
+    partial: int = Field(0, description="issued tickets holding some results, waiting for "
+                                        "the rest (or a `final` post)")
 
 
 class RunPublic(BaseModel):
@@ -147,11 +151,24 @@ class SelectResponse(BaseModel):
     problems: list[SelectedProblem]
 
 
+# the feedback path's documented bounds (runs/feedback.py), declared so clients see them
+_Reward = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_REWARD, le=MAX_ABS_REWARD)]
+_LogRatio = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_LOG_RATIO,
+                                   le=MAX_ABS_LOG_RATIO)]
+
+
 class ResultIn(_In):
     problem_id: Annotated[int, Field(ge=0, strict=True)]
-    utility: Finite | None = None
-    rewards: Annotated[list[Finite], Field(min_length=1, max_length=4096)] | None = None
-    log_ratios: Annotated[list[Finite], Field(min_length=1, max_length=4096)] | None = None
+    utility: Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_UTILITY,
+                                    le=MAX_ABS_UTILITY)] | None = None
+    rewards: Annotated[list[_Reward], Field(
+        min_length=1, max_length=4096,
+        description="per-rollout rewards of the problem's group (G ≥ 2 without `utility`)"
+    )] | None = None
+    log_ratios: Annotated[list[_LogRatio], Field(
+        min_length=1, max_length=4096,
+        description="per rollout, mean over its tokens of log π_new − log π_old after "
+                    "the update")] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ResultIn:
@@ -168,14 +185,32 @@ class ResultIn(_In):
 
 
 class FeedbackRequest(_In):
+    """Results for some or all of a ticket's problems. The ticket is applied once every
+    problem has a result, or with what it holds when a post says `final`."""
+
     ticket_id: Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]
-    results: Annotated[list[ResultIn], Field(min_length=1)]
+    results: Annotated[list[ResultIn], Field(max_length=65_536)]
+    final: bool = Field(False, description="apply the ticket with the results it holds "
+                                           "now, without waiting for its other problems")
+
+    @model_validator(mode="after")
+    def _something(self) -> FeedbackRequest:
+        if not self.results and not self.final:
+            raise ValueError("`results` is empty (send results, or `final: true` to apply "
+                             "the ticket with those already sent)")
+        return self
 
 
 class FeedbackReceipt(BaseModel):
     ticket_id: str
-    accepted: int
-    state: Literal["reported", "applied"]
+    accepted: int = Field(description="results this post added")
+    state: Literal["partial", "reported", "applied"] = Field(
+        description="partial: waiting for the ticket's other problems; reported: queued "
+                    "to be applied once")
+    replayed: bool = Field(False, description="nothing new: every result was already kept "
+                                              "(an exact repeat)")
+    reported: int = Field(0, description="results the ticket holds")
+    expected: int = Field(0, description="problems in the ticket")
 
 
 class EstimateOut(BaseModel):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from curator.db.models import Ticket, utcnow
@@ -39,8 +40,28 @@ async def requeue_reported(session_factory: sessionmaker[Session], queue: Feedba
     return len(ids)
 
 
+def close_expired_partial(session_factory: sessionmaker[Session], ttl_s: float) -> list[str]:
+    """Report, with the results they hold, tickets partly reported and older than the
+    ticket TTL: they take no more results (410), and what a trainer got a 2xx for must
+    still be applied. Returns their ids (to queue)."""
+    if ttl_s <= 0:
+        return []
+    cutoff = utcnow() - timedelta(seconds=ttl_s)
+    with session_factory() as s:
+        ids = list(s.scalars(select(Ticket.id).where(
+            Ticket.state == TicketState.ISSUED, Ticket.accepted > 0,
+            Ticket.created_at < cutoff)))
+        closed = [tid for tid in ids if s.execute(
+            update(Ticket).where(Ticket.id == tid, Ticket.state == TicketState.ISSUED)
+            .values(state=TicketState.REPORTED, reported_at=utcnow())).rowcount == 1]
+        s.commit()
+    if closed:
+        log.info("closed %d partly reported ticket(s) past the ticket TTL", len(closed))
+    return closed
+
+
 async def _sweep(session_factory: sessionmaker[Session] | None, queue: FeedbackQueue,
-                 stale_after_s: float) -> None:
+                 stale_after_s: float, ticket_ttl_s: float = 0.0) -> None:
     """Re-queue tickets the queue lost (Redis restarted, or a put failed after the commit).
 
     Only when the queue looks empty, so a long but healthy backlog is not duplicated;
@@ -48,6 +69,8 @@ async def _sweep(session_factory: sessionmaker[Session] | None, queue: FeedbackQ
     """
     if session_factory is None:
         return
+    for tid in await asyncio.to_thread(close_expired_partial, session_factory, ticket_ttl_s):
+        await queue.put(tid)
     lost = getattr(queue, "lost_stream", False)
     if lost:
         queue.lost_stream = False
@@ -59,15 +82,25 @@ async def _sweep(session_factory: sessionmaker[Session] | None, queue: FeedbackQ
 async def run_worker(queue: FeedbackQueue, updater: Updater, stop: asyncio.Event,
                      *, session_factory: sessionmaker[Session] | None = None,
                      requeue: bool = True, sweep_every_s: float = 5.0,
-                     stale_after_s: float = 10.0) -> None:
+                     stale_after_s: float = 10.0, ticket_ttl_s: float = 0.0) -> None:
     if requeue and session_factory is not None:
-        await requeue_reported(session_factory, queue)
+        delay = 0.5
+        while not stop.is_set():  # a Redis or database blip at start-up: retry, not exit
+            try:
+                await requeue_reported(session_factory, queue)
+                break
+            except Exception:
+                log.exception("re-queueing reported tickets failed; retrying in %.1f s",
+                              delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                delay = min(delay * 2, 30.0)
     last_sweep = time.monotonic()
     while not stop.is_set():
         if time.monotonic() - last_sweep > sweep_every_s or getattr(queue, "lost_stream", False):
             last_sweep = time.monotonic()
             try:
-                await _sweep(session_factory, queue, stale_after_s)
+                await _sweep(session_factory, queue, stale_after_s, ticket_ttl_s)
             except Exception:
                 log.exception("sweep for lost tickets failed; retrying later")
         try:

@@ -114,7 +114,7 @@ async def feedback(run: RunAuthDep, body: FeedbackRequest, state: StateDep,
         return record_feedback(session_factory=state.session_factory, run=run,
                                ticket_id=body.ticket_id, results=results,
                                requires_rewards=strategy.requires_rewards,
-                               ttl_s=state.settings.ticket_ttl_s)
+                               ttl_s=state.settings.ticket_ttl_s, final=body.final)
 
     t0 = time.perf_counter()
     receipt = await run_in_threadpool(work)  # refusals map to HTTP in api/errors.py
@@ -124,6 +124,7 @@ async def feedback(run: RunAuthDep, body: FeedbackRequest, state: StateDep,
         state.metrics.inc("feedback_replays")
     else:
         state.metrics.inc("feedback_results", receipt.accepted)
+    if receipt.state == "reported" and not receipt.replayed:
         try:
             await state.queue.put(receipt.ticket_id)
         except Exception:
@@ -131,7 +132,8 @@ async def feedback(run: RunAuthDep, body: FeedbackRequest, state: StateDep,
             log.warning("queue unavailable; ticket %s will be re-queued by the sweep",
                         receipt.ticket_id)
     return FeedbackReceipt(ticket_id=receipt.ticket_id, accepted=receipt.accepted,
-                           state=receipt.state)
+                           state=receipt.state, replayed=receipt.replayed,
+                           reported=receipt.reported, expected=receipt.expected)
 
 
 @router.get("/{run_id}/value")
