@@ -23,7 +23,7 @@ ROWS = [
 
 
 def _server(row: dict, index: int, id_field: str | None) -> dict:
-    fields = FieldMap(external_id=id_field or "__no_such_column__", prompt="prompt",
+    fields = FieldMap(external_id=id_field, prompt="prompt",
                       answer="answer", embedding=None)
     rec = fields.record(row, index)
     return {"external_id": rec.external_id, "prompt": rec.prompt, "answer": rec.answer,
@@ -53,3 +53,19 @@ def test_the_contract_rows_exercise_every_rule() -> None:
     assert got[2]["metadata"] == {"difficulty": None, "tags": ["a", "b"]}  # NaN, bytes
     assert got[3]["metadata"] == {"level": 5, "topic": "algebra", "level2": 2}  # merged
     assert got[0]["answer"] == "4" and got[2]["answer"] is None
+
+
+@pytest.mark.parametrize("row, id_field, field", [
+    ({"id": "x", "promt": "typo"}, "id", "prompt"),  # misspelt / missing prompt column
+    ({"id": "x", "prompt": ""}, "id", "prompt"),  # empty prompt
+    ({"id": "x", "prompt": None}, "id", "prompt"),
+    ({"uid": "x", "prompt": "p"}, "id", "id"),  # the named id field is absent
+])
+def test_both_paths_refuse_the_same_bad_rows(row, id_field, field) -> None:
+    from curator.bank.importer import RowError
+
+    with pytest.raises(RowError) as err:
+        _server(row, 4, id_field)
+    assert err.value.details == {"row": 5, "field": field} and field in str(err.value)
+    with pytest.raises((KeyError, ValueError)):
+        _client(row, 4, id_field)

@@ -213,7 +213,7 @@ def _cmd_bank_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_bank_import(args: argparse.Namespace, settings: Settings) -> int:
-    from curator.bank.importer import FieldMap, count_rows, read_rows
+    from curator.bank.importer import FieldMap, RowError, count_rows, lookup, read_rows
 
     path = Path(args.file)
     if not path.exists():
@@ -222,10 +222,32 @@ def _cmd_bank_import(args: argparse.Namespace, settings: Settings) -> int:
     if problem := schema_problem(settings):
         print(f"curator bank import: {problem}", file=sys.stderr)
         return 2
-    sf, bank = _open_bank(settings, args.bank, args.embedder, args.dim, args.create)
-    fields = FieldMap(external_id=args.id_field, prompt=args.prompt_field,
+    id_field = args.id_field
+    if id_field is None:  # "id" where the file has it, else each row's position (row-N)
+        first = next(iter(read_rows(path, 1, embedding_field=None)), [])
+        id_field = "id" if first and lookup(first[0], "id") is not None else None
+    fields = FieldMap(external_id=id_field, prompt=args.prompt_field,
                       answer=args.answer_field or None, embedding=args.embedding_field or None,
                       metadata=args.metadata_fields.split(",") if args.metadata_fields else None)
+    # every row checked before anything is written (a failed --create leaves no bank)
+    seen: dict[str, int] = {}
+    offset = 0
+    for batch in read_rows(path, args.batch_size, embedding_field=fields.embedding):
+        for i, row in enumerate(batch):
+            try:
+                ext = fields.record(row, offset + i).external_id
+            except RowError as exc:
+                print(f"curator bank import: {exc.message}; nothing was imported",
+                      file=sys.stderr)
+                return 2
+            if ext in seen:
+                print(f"curator bank import: rows {seen[ext] + 1} and {offset + i + 1} share "
+                      f"the id {ext!r} (field {id_field!r}); nothing was imported",
+                      file=sys.stderr)
+                return 2
+            seen[ext] = offset + i
+        offset += len(batch)
+    sf, bank = _open_bank(settings, args.bank, args.embedder, args.dim, args.create)
     total = None if path.is_dir() else count_rows(path)
     rows = read_rows(path, args.batch_size, embedding_field=fields.embedding)
     added, dups = import_rows(settings, sf, bank, rows, total,
@@ -339,9 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="embedding dimension of a new bank (default: "
                           "CURATOR_HASH_EMBEDDER_DIM for hash, 384 for minilm; "
                           "required for provided)")
-    imp.add_argument("--id-field", default="id",
+    imp.add_argument("--id-field", default=None,
                      help="column with each problem's external id, dotted for nested "
-                          "columns (rows without it get row-N) (default: %(default)s)")
+                          "columns; a row without it is an error (default: \"id\" if the "
+                          "file has it, else each row's position, row-N)")
     imp.add_argument("--prompt-field", default="prompt",
                      help="column with the prompt (default: %(default)s)")
     imp.add_argument("--answer-field", default="answer",

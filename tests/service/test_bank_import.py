@@ -35,7 +35,6 @@ def test_jsonl_import_with_field_map_and_index(sqlite_settings, tmp_path, monkey
             fh.write(json.dumps({"uid": f"u{i}", "question": f"what is {i} * 3?",
                                  "solution": str(3 * i), "level": i % 4,
                                  "metadata": {"source": "gen"}}) + "\n")
-        fh.write(json.dumps({"uid": "u5", "question": "dup", "solution": "x"}) + "\n")
     assert main(["bank", "import", str(path), "--bank", "j", "--create", "--id-field", "uid",
                  "--prompt-field", "question", "--answer-field", "solution"]) == 0
     bank, rows = _bank(sqlite_settings.sqlalchemy_url, "j")
@@ -81,3 +80,32 @@ def test_parquet_import_provided_vectors_and_store_rebuild(sqlite_settings, tmp_
     fresh = BankFiles(sqlite_settings.data_dir).store(bank.id, bank.dim)
     fresh.sync(bank.size, row_fetcher(sf, bank.id))
     np.testing.assert_array_equal(fresh.lookup(np.arange(50)), vecs)
+
+
+def test_bad_rows_are_refused_by_row_and_field_and_nothing_is_created(
+        sqlite_settings, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CURATOR_DATABASE_URL", sqlite_settings.sqlalchemy_url)
+    monkeypatch.setenv("CURATOR_DATA_DIR", str(sqlite_settings.data_dir))
+    good = [{"id": f"p{i}", "prompt": f"what is {i}?"} for i in range(5)]
+    cases = {
+        "typo": (good, ["--prompt-field", "promt"], "row 1 has no prompt in field 'promt'"),
+        "noid": (good, ["--id-field", "uid"], "row 1 has no id field 'uid'"),
+        "empty": (good[:3] + [{"id": "e", "prompt": ""}], [], "row 4 has no prompt"),
+        "dup": (good + [{"id": "p2", "prompt": "again"}], [], "rows 3 and 6 share the id"),
+    }
+    for name, (rows, flags, message) in cases.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        assert main(["bank", "import", str(path), "--bank", name, "--create", *flags]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0] and "nothing was imported" in err[0], err
+    engine = create_engine(sqlite_settings.sqlalchemy_url)
+    with Session(engine) as s:
+        assert s.scalars(select(Bank)).all() == []  # no empty bank left behind
+    engine.dispose()
+    # without an `id` column (and no --id-field) rows get their positions
+    path = tmp_path / "plain.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"q{i}"}) + "\n" for i in range(3)))
+    assert main(["bank", "import", str(path), "--bank", "plain", "--create"]) == 0
+    assert [p.external_id for p in _bank(sqlite_settings.sqlalchemy_url, "plain")[1]] == [
+        "row-0", "row-1", "row-2"]

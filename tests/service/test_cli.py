@@ -53,7 +53,8 @@ def test_subcommand_help_gives_text_and_defaults(capsys):
     assert "(default: 127.0.0.1)" in serve and "(default: 8000)" in serve
     assert "(default: 4000)" in " ".join(_help(capsys, "bank", "demo").split())
     imp = " ".join(_help(capsys, "bank", "import").split())
-    for text in ("--dim DIM embedding dimension", "(default: id)", "(default: prompt)",
+    for text in ("--dim DIM embedding dimension", '(default: "id" if the file has it',
+                 "(default: prompt)",
                  "(default: answer)", "(default: embedding)", "(default: 5000)",
                  "(default: hash)"):
         assert text in imp, text

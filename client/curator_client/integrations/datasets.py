@@ -121,8 +121,10 @@ def problem_from_row(
         external_id = (id_format or POSITION_FORMAT).format(index)
     else:
         external_id = (id_format or "{}").format(get_field(row, id_field))
-    problem: dict[str, Any] = {"external_id": external_id,
-                               "prompt": prompt_text(get_field(row, prompt_field))}
+    prompt = get_field(row, prompt_field)
+    if prompt is None or prompt == "" or prompt == []:  # the importer's rule too
+        raise ValueError(f"row {index + 1} has no prompt in field {prompt_field!r}")
+    problem: dict[str, Any] = {"external_id": external_id, "prompt": prompt_text(prompt)}
     used = {prompt_field, id_field, answer_field, embedding_field}
     if answer_field is not None:
         try:

@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 
 from curator.bank.ingest import ProblemRecord
+from curator.errors import Invalid
 
 
 @dataclass
 class FieldMap:
     """Which source columns hold the problem's parts; other columns become metadata."""
 
-    external_id: str = "id"
+    external_id: str | None = "id"  # None: every row gets row-N (its position)
     prompt: str = "prompt"
     answer: str | None = "answer"
     embedding: str | None = "embedding"
@@ -28,7 +29,16 @@ class FieldMap:
     def record(self, row: dict[str, Any], index: int) -> ProblemRecord:
         used = {self.external_id, self.prompt, self.answer, self.embedding, "metadata"}
         used |= self.exclude
-        ext = lookup(row, self.external_id)
+        # the client's `add_dataset` rule (tests/test_dataset_contract.py): a named
+        # field a row lacks, or an empty prompt, is an error naming the row
+        ext = None
+        if self.external_id is not None:
+            ext = lookup(row, self.external_id)
+            if ext is None:
+                raise RowError(index, self.external_id, row, "has no id field")
+        prompt = lookup(row, self.prompt)
+        if prompt is None or prompt == "" or prompt == []:
+            raise RowError(index, self.prompt, row, "has no prompt in field")
         meta_keys = self.metadata if self.metadata is not None else [
             k for k in row if k not in used]
         # A `metadata` object column (our own export format) is merged, not nested.
@@ -37,7 +47,6 @@ class FieldMap:
         meta.update({k: _clean(row[k]) for k in meta_keys if k in row and _jsonable(row[k])})
         emb = lookup(row, self.embedding) if self.embedding else None
         answer = lookup(row, self.answer) if self.answer else None
-        prompt = lookup(row, self.prompt)
         return ProblemRecord(
             external_id=str(ext) if ext is not None else f"row-{index}",
             prompt=_prompt_text(prompt),
@@ -46,6 +55,15 @@ class FieldMap:
             embedding=None if emb is None else (
                 emb if isinstance(emb, np.ndarray) else [float(x) for x in emb]),
         )
+
+
+class RowError(Invalid):
+    """A dataset row that cannot become a problem; names the row and the field."""
+
+    def __init__(self, index: int, field_name: str, row: dict[str, Any], what: str) -> None:
+        super().__init__(f"row {index + 1} {what} {field_name!r} (its columns: "
+                         f"{', '.join(sorted(map(str, row))[:20])})",
+                         {"row": index + 1, "field": field_name})
 
 
 def lookup(row: dict[str, Any], path: str) -> Any:
