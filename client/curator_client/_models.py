@@ -123,6 +123,7 @@ class TicketCounts:
     reported: int = 0
     applied: int = 0
     failed: int = 0  # set aside after repeated apply errors (see the run's tickets)
+    partial: int = 0  # issued, holding some results, waiting for the rest (or `final`)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> TicketCounts:
@@ -132,6 +133,7 @@ class TicketCounts:
             reported=int(data.get("reported", 0)),
             applied=int(data.get("applied", 0)),
             failed=int(data.get("failed", 0)),
+            partial=int(data.get("partial", 0)),
         )
 
 

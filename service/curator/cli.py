@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
 from curator.config import Settings
 from curator.db.migrate import alembic_config, upgrade
+from curator.errors import CuratorError
 
 
 def migrate(settings: Settings) -> None:
@@ -141,10 +143,13 @@ def _open_bank(settings: Settings, name: str, embedder: str, dim: int | None, cr
     sf = make_session_factory(make_engine(settings.sqlalchemy_url))
     with sf() as s:
         bank = s.scalar(select(Bank).where(Bank.name == name))
+        if bank is not None and embedder is not None and embedder != bank.embedder:
+            raise SystemExit(f"bank {name!r} embeds with {bank.embedder!r}, not {embedder!r}: "
+                             "drop --embedder, or import into a new bank")
         if bank is None:
             if not create:
                 raise SystemExit(f"bank {name!r} does not exist (pass --create)")
-            bank = create_bank(session=s, name=name, embedder=embedder, dim=dim,
+            bank = create_bank(session=s, name=name, embedder=embedder or "hash", dim=dim,
                                default_hash_dim=settings.hash_embedder_dim)
             s.commit()
     return sf, bank
@@ -354,9 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   "written by datasets' save_to_disk")
     imp.add_argument("--bank", required=True, help="bank name")
     imp.add_argument("--create", action="store_true", help="create the bank if missing")
-    imp.add_argument("--embedder", default="hash", choices=["hash", "minilm", "provided"],
+    imp.add_argument("--embedder", default=None, choices=["hash", "minilm", "provided"],
                      help="for a new bank: hash (no model), minilm (extra `embed`, dim 384) "
-                          "or provided (vectors in --embedding-field) (default: %(default)s)")
+                          "or provided (vectors in --embedding-field); an existing bank "
+                          "with another one is refused (default: hash)")
     imp.add_argument("--dim", type=int, default=None,
                      help="embedding dimension of a new bank (default: "
                           "CURATOR_HASH_EMBEDDER_DIM for hash, 384 for minilm; "
@@ -403,7 +409,23 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.fn(args, settings) or 0
+    try:
+        return args.fn(args, settings) or 0
+    except (CuratorError, OSError) as exc:
+        # a user's mistake (a refused input, a path that is not there): one line, no
+        # traceback; CURATOR_DEBUG=1 shows it
+        if os.environ.get("CURATOR_DEBUG"):
+            raise
+        what = getattr(exc, "message", None) or (
+            f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename
+            else str(exc))
+        print(f"curator {' '.join(_command_words(args))}: {what}", file=sys.stderr)
+        return 2
+
+
+def _command_words(args: argparse.Namespace) -> list[str]:
+    return [str(w) for w in (getattr(args, "command", None), getattr(args, "bank_cmd", None),
+                             getattr(args, "run_cmd", None)) if w]
 
 
 if __name__ == "__main__":

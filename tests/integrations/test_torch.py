@@ -95,3 +95,16 @@ def test_sampler_needs_a_dataset_or_an_index_map(admin) -> None:
         CuratorBatchSampler(run, batch_size=2)
     with pytest.raises(ValueError, match="repeat"):
         CuratorSampler(run, [{}], batch_size=1, repeat=0)
+
+
+def test_feedback_for_an_index_never_issued_warns(admin) -> None:
+    rows = arith_rows(24)
+    bank = admin.create_bank("torch-unmatched")
+    add_dataset(admin, bank.bank_id, rows, id_field="uid")
+    run = admin.create_run(bank.bank_id, strategy="uniform", seed=1)
+    sampler = CuratorSampler(run, rows, batch_size=4, steps=1, id_field="uid", strict=True)
+    batch = list(iter(sampler))
+    with pytest.warns(RuntimeWarning, match="match no outstanding ticket"):
+        receipts = sampler.feedback([999999, *batch], [[1.0, 0.0]] * (len(batch) + 1))
+    assert len(receipts) == 1 and receipts[0].accepted == len(batch)
+    assert sampler.ledger.unmatched == 1

@@ -121,7 +121,8 @@ async def test_run_token_is_scoped_to_its_run(settings):
         r = await client.post(f"/v1/runs/{run_a}/feedback", json=fb, headers=bearer(tok_a))
         assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
         info = (await client.get(f"/v1/runs/{run_b}", headers=AUTH)).json()
-        assert info["tickets"] == {"issued": 1, "reported": 0, "applied": 0, "failed": 0}
+        assert info["tickets"] == {"issued": 1, "reported": 0, "applied": 0, "failed": 0,
+                                   "partial": 0}
         # an unknown run answers 404 to anyone holding some valid token
         r = await client.post("/v1/runs/4242/select", json={"batch_size": 1},
                               headers=bearer(tok_a))

@@ -109,3 +109,39 @@ def test_bad_rows_are_refused_by_row_and_field_and_nothing_is_created(
     assert main(["bank", "import", str(path), "--bank", "plain", "--create"]) == 0
     assert [p.external_id for p in _bank(sqlite_settings.sqlalchemy_url, "plain")[1]] == [
         "row-0", "row-1", "row-2"]
+
+
+def test_cli_mistakes_get_one_line_and_exit_2(sqlite_settings, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CURATOR_DATABASE_URL", sqlite_settings.sqlalchemy_url)
+    monkeypatch.setenv("CURATOR_DATA_DIR", str(sqlite_settings.data_dir))
+    monkeypatch.delenv("CURATOR_DEBUG", raising=False)
+    ok = tmp_path / "ok.jsonl"
+    ok.write_text('{"id": "a", "prompt": "p"}\n')
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "prompt": "p"}\n{"id": "b", prompt\n')
+    csv = tmp_path / "x.csv"
+    csv.write_text("id,prompt\na,b\n")
+    assert main(["bank", "import", str(ok), "--bank", "h", "--create"]) == 0
+    capsys.readouterr()
+    cases = [
+        (["bank", "import", str(bad), "--bank", "m", "--create"], "bad.jsonl line 2: not JSON"),
+        (["bank", "import", str(csv), "--bank", "c", "--create"], "cannot read x.csv"),
+        (["bank", "import", str(ok), "--bank", "p", "--create", "--embedder", "provided"],
+         "needs its embedding dim"),
+        (["bank", "import", str(ok), "--bank", "h", "--embedder", "minilm"],
+         "embeds with 'hash', not 'minilm'"),
+        (["run", "export", "1", "-o", str(tmp_path / "no" / "such" / "x.parquet")],
+         "No such file or directory"),
+    ]
+    for argv, message in cases:
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse-style refusals exit with their message
+            code = 2 if exc.code not in (0, None) else 0
+            err = [str(exc.code)] if isinstance(exc.code, str) else \
+                capsys.readouterr().err.strip().splitlines()
+        else:
+            err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2, argv
+        assert len(err) == 1 and message in err[0], (argv, err)
+        assert "Traceback" not in err[0]

@@ -22,6 +22,7 @@ yourself), and call `feedback` on rank 0.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -134,8 +135,12 @@ class _LedgerSampler:
             g[0].extend(float(x) for x in r)
             if lr is not None:
                 g[1].extend(float(x) for x in lr)
-        for i, (r, lr) in groups.items():
-            self.ledger.record(i, r, lr if lrs is not None else None)
+        unmatched = [i for i, (r, lr) in groups.items()
+                     if not self.ledger.record(i, r, lr if lrs is not None else None)]
+        if unmatched:  # a result nothing is waiting for is not silently dropped
+            warnings.warn(f"curator: {len(unmatched)} result(s) match no outstanding ticket "
+                          f"of this sampler (indices {unmatched[:10]}): not sent",
+                          RuntimeWarning, stacklevel=2)
         return self.ledger.report()
 
 

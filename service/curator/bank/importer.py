@@ -57,6 +57,10 @@ class FieldMap:
         )
 
 
+class ImportFileError(Invalid):
+    """A file the importer cannot read as rows (format, or a malformed line)."""
+
+
 class RowError(Invalid):
     """A dataset row that cannot become a problem; names the row and the field."""
 
@@ -147,9 +151,17 @@ def read_rows(path: Path, batch_size: int = 5000,
     elif path.suffix in (".jsonl", ".json"):
         batch: list[dict[str, Any]] = []
         with open(path, encoding="utf-8") as fh:
-            for line in fh:
+            for number, line in enumerate(fh, 1):
                 if line.strip():
-                    batch.append(json.loads(line))
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise ImportFileError(f"{path.name} line {number}: not JSON "
+                                              f"({exc.msg} at column {exc.colno})") from None
+                    if not isinstance(row, dict):
+                        raise ImportFileError(f"{path.name} line {number}: a row must be a "
+                                              "JSON object")
+                    batch.append(row)
                     if len(batch) >= batch_size:
                         yield batch
                         batch = []
@@ -161,7 +173,8 @@ def read_rows(path: Path, batch_size: int = 5000,
         for rb in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
             yield _arrow_rows(rb, embedding_field)
     else:
-        raise ValueError(f"unsupported file {path}: use .jsonl, .parquet or a datasets dir")
+        raise ImportFileError(f"cannot read {path.name}: use a .jsonl or .parquet file or a "
+                              "saved `datasets` directory")
 
 
 def _read_hf_dataset(path: Path, batch_size: int) -> Iterator[list[dict[str, Any]]]:
