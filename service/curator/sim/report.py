@@ -134,6 +134,12 @@ def _fmt_steps(x: float | None) -> str:
     return f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"
 
 
+def _skills(bank: dict[str, Any]) -> str:
+    """"8 skills, " where the bank's config says (a gym bank has tasks and levels)."""
+    n = (bank.get("config") or {}).get("n_skills")
+    return f"{n} skills, " if n is not None else ""
+
+
 def markdown(result: dict[str, Any], summary: dict[str, Any]) -> str:
     t = result["trainer"]
     b = result["bank"]
@@ -151,9 +157,9 @@ def markdown(result: dict[str, Any], summary: dict[str, Any]) -> str:
         f"{len(result['seeds'])} seeds ({', '.join(map(str, result['seeds']))}) × "
         f"{t['steps']} steps; B = {t['batch_size']} of a pool of M = {t['pool_size']}, "
         f"G = {t['rollouts']} rollouts; bank of {b['n_train']} problems "
-        f"({b['config']['n_skills']} skills, {b['trap_share']:.0%} coin-flip traps, "
+        f"({_skills(b)}{b.get('trap_share', 0.0):.0%} coin-flip traps, "
         + (f"{b['unanswerable_share']:.0%} unanswerable, " if unans else "")
-        + f"{b['hard_share']:.0%} far too hard), held-out set of {b['n_heldout']}. "
+        + f"{b.get('hard_share', 0.0):.0%} far too hard), held-out set of {b['n_heldout']}. "
         f"Initial held-out accuracy {summary['initial_accuracy']:.3f}. "
         f"Target: {summary['target_description']}.",
         "",
