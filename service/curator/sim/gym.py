@@ -623,6 +623,11 @@ class GymStudent:
         if not items or k < 1:
             return np.zeros(len(items))
         gen = self._torch.Generator().manual_seed(_seed("eval", self.seed))
+        return self._mean_over_samples(items, k, gen, solved=False)
+
+    def _mean_over_samples(self, items: list, k: int, gen: Any, solved: bool) -> np.ndarray:
+        """Per item, the mean over k temperature-1 samples of its score (`solved`: of
+        score ≥ 1); traps a fixed 0.5."""
         self.model.eval()
         toks, _, valid = self._lm.sample(self.model, self._prompts(items), k,
                                          self.config.max_new, gen)
@@ -631,8 +636,9 @@ class GymStudent:
             if it.kind == TRAP:
                 out[j] = 0.5
                 continue
-            out[j] = np.mean([self.score(it, self._text(toks, valid, i), None)
-                              for i in range(j * k, (j + 1) * k)])
+            scores = [self.score(it, self._text(toks, valid, i), None)
+                      for i in range(j * k, (j + 1) * k)]
+            out[j] = np.mean([x >= 1.0 for x in scores] if solved else scores)
         return out
 
     def heldout_scores(self, problems: ProblemSet) -> np.ndarray:
@@ -663,18 +669,7 @@ class GymStudent:
         items = self._items(problems, idx)
         k = self.config.train_prob_samples
         gen = self._torch.Generator().manual_seed(_seed("train_prob", self.seed, idx[:8].tolist()))
-        self.model.eval()
-        toks, _, valid = self._lm.sample(self.model, self._prompts(items), k,
-                                         self.config.max_new, gen)
-        out = np.empty(len(items))
-        for j, it in enumerate(items):
-            if it.kind == TRAP:
-                out[j] = 0.5
-                continue
-            rows = range(j * k, (j + 1) * k)
-            out[j] = np.mean([self.score(it, self._text(toks, valid, i), None) >= 1.0
-                              for i in rows])
-        return out
+        return self._mean_over_samples(items, k, gen, solved=True)
 
 
 GYM_SCENARIOS: tuple[Scenario, ...] = (
