@@ -5,10 +5,11 @@ body, token, how to parse the answer, whether it may be retried) and turns respo
 models or exceptions. The two subclasses only do I/O: send the request, sleep between
 retries, and close the pooled httpx client.
 
-Retries: only idempotent operations are retried (feedback, which the server counts once,
-and the GET reads), on a transport error or a 502/503/504, `retries` times with exponential
-backoff (`backoff`, doubled each time, honouring a numeric `Retry-After`, capped at 10 s).
-`select` is never retried: every call issues a new ticket.
+Retries: only idempotent operations are retried — `select` (each call sends a fresh
+`Idempotency-Key`, so a resent select gets the ticket the first one issued, never a
+second ticket), `feedback` (the server counts an exact repeat once) and the GET reads —
+on a transport error or a 502/503/504, `retries` times with exponential backoff
+(`backoff`, doubled each time, honouring a numeric `Retry-After`, capped at 10 s).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -64,6 +66,7 @@ class _Call(Generic[T]):
     token: str | None = None  # None: the client's own token
     retry: bool = False  # idempotent: safe to resend on transport error / 502-504
     accept: frozenset[int] = frozenset()  # non-2xx statuses parsed as an answer
+    headers: tuple[tuple[str, str], ...] = ()  # sent with this call only
 
 
 def _json_body(response: httpx.Response) -> Any:
@@ -218,11 +221,14 @@ class _BaseClient:
         )
 
     def _select_call(
-        self, run_id: int, batch_size: int, pool_size: int | None, token: str | None
+        self, run_id: int, batch_size: int, pool_size: int | None, token: str | None,
+        idempotency_key: str | None = None,
     ) -> _Call[Ticket]:
         body = _body(batch_size=int(batch_size), pool_size=pool_size)
+        key = idempotency_key or uuid.uuid4().hex  # one per call, the same for its retries
         return _Call(
-            "POST", f"/v1/runs/{int(run_id)}/select", _parser(Ticket.from_json), body, token
+            "POST", f"/v1/runs/{int(run_id)}/select", _parser(Ticket.from_json), body, token,
+            retry=True, headers=(("Idempotency-Key", key),),
         )
 
     def _feedback_call(
@@ -276,7 +282,7 @@ class _BaseClient:
     # -- plumbing -----------------------------------------------------------------------
 
     def _build_request(self, call: _Call[Any]) -> httpx.Request:
-        headers = dict(self._headers)
+        headers = dict(self._headers) | dict(call.headers)
         token = call.token if call.token is not None else self.token
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -477,9 +483,15 @@ class Client(_BaseClient):
         pool_size: int | None = None,
         *,
         token: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Ticket:
-        """Ask the run's curriculum for a batch. Never retried (each call issues a ticket)."""
-        return self._send(self._select_call(run_id, batch_size, pool_size, token))
+        """Ask the run's curriculum for a batch: one new ticket per call.
+
+        Retried on connection errors and 502/503/504 with the same `Idempotency-Key` (a
+        fresh UUID per call unless given), so a retry whose first attempt did reach the
+        server returns that attempt's ticket instead of issuing a second one."""
+        return self._send(self._select_call(run_id, batch_size, pool_size, token,
+                                            idempotency_key))
 
     def feedback(
         self,
@@ -646,8 +658,11 @@ class AsyncClient(_BaseClient):
         pool_size: int | None = None,
         *,
         token: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Ticket:
-        return await self._send(self._select_call(run_id, batch_size, pool_size, token))
+        """See `Client.select` (retried with one `Idempotency-Key` per call)."""
+        return await self._send(self._select_call(run_id, batch_size, pool_size, token,
+                                                  idempotency_key))
 
     async def feedback(
         self,

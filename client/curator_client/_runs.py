@@ -132,7 +132,8 @@ class Run(_RunBase):
         return self.client.get_run(self.run_id, token=self.token)
 
     def select(self, batch_size: int, pool_size: int | None = None) -> Batch:
-        """Select one batch (never retried); returns a `Batch` to `report()` on."""
+        """Select one batch; returns a `Batch` to `report()` on. Retried on connection
+        errors with one Idempotency-Key, so a retry never issues a second ticket."""
         ticket = self.client.select(self.run_id, batch_size, pool_size, token=self.token)
         return Batch(self, ticket)
 

@@ -17,12 +17,23 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from curator.curation.checkpoint import dumps, loads
+from curator.curation.checkpoint import dumps, loads, non_finite_keys
 from curator.curation.strategies import build_strategy
 from curator.curation.types import Strategy
 from curator.db.models import Checkpoint, Run
+from curator.errors import Invalid
 
 KEEP_CHECKPOINTS = 5  # per run: the newest five versions
+
+
+class NonFiniteState(ValueError):
+    """A strategy's state holds NaN or infinity: it is never stored (every later select
+    of the run would fail on it)."""
+
+    def __init__(self, run_id: int, version: int, keys: list[str]) -> None:
+        super().__init__(f"run {run_id} v{version}: non-finite values in the strategy's "
+                         f"state ({', '.join(keys[:5])}{', …' if len(keys) > 5 else ''})")
+        self.keys = keys
 
 
 def fresh_strategy(run: Run, dim: int, device: str) -> Strategy:
@@ -85,6 +96,9 @@ def _loaded(run: Run, version: int, dim: int, device: str, state: dict[str, Any]
 def _checkpoint(run_id: int, version: int, strategy: Strategy) -> Checkpoint:
     """`strategy`'s state as a two-part checkpoint row (see the module doc)."""
     state = strategy.state_dict()
+    bad = non_finite_keys(state)
+    if bad:
+        raise NonFiniteState(run_id, version, bad)
     training = getattr(strategy, "training_keys", frozenset())
     return Checkpoint(run_id=run_id, version=version,
                       selection=dumps({k: v for k, v in state.items() if k not in training}),
@@ -96,8 +110,19 @@ def warm_start(session: Session, run: Run, source: Run, dim: int) -> None:
     (the strategy's `warm_state`) loaded in. The strategy must have one (`load_warm`:
     runs/lifecycle.py checks); StrategyError when the two do not fit."""
     target = fresh_strategy(run, dim, "cpu")
-    donor = load_strategy(session, source, source.model_version, dim, "cpu")
-    target.load_warm(donor.warm_state())
+    try:
+        donor = load_strategy(session, source, source.model_version, dim, "cpu")
+    except Exception as exc:  # a missing or unreadable checkpoint: nothing to start from
+        raise Invalid(f"init_from: run {source.id}'s curator (v{source.model_version}) "
+                      f"cannot be read ({type(exc).__name__}: {exc}); start from another run",
+                      {"init_from": source.id}) from exc
+    warm = donor.warm_state()
+    bad = non_finite_keys(warm)
+    if bad:
+        raise Invalid(f"init_from: run {source.id}'s curator (v{source.model_version}) holds "
+                      f"non-finite values ({', '.join(bad[:5])}); start from another run",
+                      {"init_from": source.id, "keys": bad[:20]})
+    target.load_warm(warm)
     session.add(_checkpoint(run.id, 0, target))
 
 

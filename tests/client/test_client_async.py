@@ -172,25 +172,19 @@ async def test_async_real_sleep_backoff_is_used(server, api, make_client) -> Non
     assert (await make_client(backoff=0.01).feedback(7, "t-1", [])).ticket_id == "t-1"
 
 
-async def test_async_select_never_retried(server, api, make_client) -> None:
-    server.on(
-        "POST",
-        "/v1/runs/7/select",
-        api.error(503, "unavailable"),
-        httpx.Response(200, json=api.ticket()),
-    )
+async def test_async_select_retried_with_one_idempotency_key(server, api,
+                                                              make_client) -> None:
     server.on(
         "POST",
         "/v1/runs/8/select",
         httpx.ConnectError("refused"),
+        api.error(503, "unavailable"),
         httpx.Response(200, json=api.ticket()),
     )
-    c = make_client(retries=4)
-    with pytest.raises(ServerError):
-        await c.select(7, 2)
-    with pytest.raises(TransportError):
-        await c.select(8, 2)
-    assert len(server.requests) == 2
+    c = make_client(retries=4, backoff=0.0)
+    assert (await c.select(8, 2)).ticket_id == api.ticket()["ticket_id"]
+    keys = {r.headers["Idempotency-Key"] for r in server.requests}
+    assert len(server.requests) == 3 and len(keys) == 1
 
 
 async def test_async_context_manager(server, api) -> None:

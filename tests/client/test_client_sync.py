@@ -461,29 +461,29 @@ def test_retry_after_header_is_honoured(server, api, make_client) -> None:
     assert sleeps == [3.0]
 
 
-def test_select_never_retried_on_503(server, api, make_client) -> None:
+def test_select_retried_on_503_with_one_idempotency_key(server, api, make_client) -> None:
     server.on(
         "POST",
         "/v1/runs/7/select",
         api.error(503, "unavailable"),
-        httpx.Response(200, json=api.ticket()),
-    )
-    with pytest.raises(ServerError):
-        make_client(retries=5).select(7, 2)
-    assert len(server.requests) == 1
-
-
-def test_select_never_retried_on_transport_error(server, api, make_client) -> None:
-    server.on(
-        "POST",
-        "/v1/runs/7/select",
         httpx.ReadTimeout("slow"),
         httpx.Response(200, json=api.ticket()),
     )
-    with pytest.raises(TransportError) as info:
-        make_client(retries=5).select(7, 2)
-    assert isinstance(info.value.__cause__, httpx.ReadTimeout)
-    assert len(server.requests) == 1
+    c = make_client(retries=5)
+    _record_sleeps(c)
+    assert c.select(7, 2).ticket_id == api.ticket()["ticket_id"]
+    keys = [r.headers.get("Idempotency-Key") for r in server.requests]
+    assert len(keys) == 3 and keys[0] and len(set(keys)) == 1  # one key for the retries
+    c.select(7, 2)
+    assert server.requests[-1].headers["Idempotency-Key"] != keys[0]  # a new call, a new key
+
+
+def test_select_sends_the_callers_key_and_is_not_retried_on_4xx(server, api,
+                                                                make_client) -> None:
+    server.on("POST", "/v1/runs/7/select", api.error(409, "conflict", "key reused"))
+    with pytest.raises(Conflict):
+        make_client(retries=5).select(7, 2, idempotency_key="step-12")
+    assert [r.headers["Idempotency-Key"] for r in server.requests] == ["step-12"]
 
 
 def test_create_calls_not_retried(server, api, make_client) -> None:

@@ -82,7 +82,9 @@ class Run(Base):
 class Ticket(Base):
     __tablename__ = "tickets"
     __table_args__ = (Index("ix_tickets_run_state", "run_id", "state"),
-                      Index("ix_tickets_run_step", "run_id", "step"))
+                      Index("ix_tickets_run_step", "run_id", "step"),
+                      Index("ux_tickets_run_idempotency_key", "run_id", "idempotency_key",
+                            unique=True))
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -98,6 +100,8 @@ class Ticket(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # the client's Idempotency-Key of the select that issued it: a retry gets this ticket
+    idempotency_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class TicketItem(Base):
@@ -164,3 +168,16 @@ class HistoryPoint(Base):
     # NULL for points recorded before migration 0003. Deferred: only history(by=...) reads it.
     selected_by: Mapped[dict | None] = mapped_column(JSON(none_as_null=True), nullable=True,
                                                      deferred=True)
+
+
+class WorkerBeat(Base):
+    """A worker process's heartbeat (worker/loop.py), read by /readyz and /metrics."""
+
+    __tablename__ = "worker_beats"
+
+    worker_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    applied: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

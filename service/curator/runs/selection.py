@@ -7,13 +7,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, update
+import numpy as np
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from curator.bank.files import BankFiles
 from curator.curation.proposal import claim_pool
 from curator.db.models import Bank, Run, Ticket, TicketItem, utcnow
-from curator.errors import Invalid
+from curator.errors import Clash, Invalid
 from curator.runs.draws import Draw, draw, with_problems
 from curator.runs.prescore import pool_logits
 from curator.runs.snapshots import SnapshotCache
@@ -22,6 +24,10 @@ from curator.tickets import TicketState
 
 class SelectError(Invalid):
     """A select the run's bank cannot serve (empty, or smaller than asked)."""
+
+
+class KeyReused(Clash):
+    """An Idempotency-Key already used by this run for a select of another size."""
 
 
 @dataclass
@@ -42,6 +48,7 @@ class SelectResult:
     step: int
     model_version: int
     problems_json: bytes  # the `problems` array, encoded (see bank/payloads.py)
+    replayed: bool = False  # the ticket an earlier select with the same key issued
 
     @property
     def problems(self) -> list[SelectedItem]:
@@ -103,10 +110,69 @@ def _more(session: Session, run_id: int, count: int) -> int:
 
 def select_batch(*, session: Session, session_factory: sessionmaker[Session], run: Run,
                  bank: Bank, batch_size: int, pool_size: int, files: BankFiles,
-                 snapshots: SnapshotCache) -> SelectResult:
+                 snapshots: SnapshotCache, idempotency_key: str | None = None) -> SelectResult:
     """Claim the run's next pool, draw `batch_size` problems from it and record the
     ticket, in `session`'s transaction (committed here; the caller may have read the run
-    and bank in it)."""
+    and bank in it).
+
+    With an `idempotency_key`, a select this run already answered for that key returns
+    the same ticket (`replayed`) and claims nothing: a client may resend a select whose
+    answer it never got. The same key with another batch or pool size is a KeyReused."""
+    if idempotency_key is not None:
+        earlier = _replay(session, session_factory, files, run, bank, idempotency_key,
+                          batch_size, pool_size)
+        if earlier is not None:
+            return earlier
+    try:
+        return _select(session, session_factory, run, bank, batch_size, pool_size, files,
+                       snapshots, idempotency_key)
+    except IntegrityError:
+        # A concurrent select with the same key committed first (the unique index on
+        # (run_id, idempotency_key)): this one's claim is rolled back; answer with that one.
+        session.rollback()
+        if idempotency_key is None:
+            raise
+        earlier = _replay(session, session_factory, files, run, bank, idempotency_key,
+                          batch_size, pool_size)
+        if earlier is None:
+            raise
+        return earlier
+
+
+def _replay(session: Session, session_factory: sessionmaker[Session], files: BankFiles,
+            run: Run, bank: Bank, key: str, batch_size: int,
+            pool_size: int) -> SelectResult | None:
+    """The ticket an earlier select of `run` with `key` issued, as that select answered."""
+    ticket = session.execute(select(Ticket.id, Ticket.step, Ticket.model_version,
+                                    Ticket.pool_size).where(
+        Ticket.run_id == run.id, Ticket.idempotency_key == key)).first()
+    if ticket is None:
+        return None
+    items = session.execute(select(TicketItem.problem_id, TicketItem.logit,
+                                   TicketItem.propensity, TicketItem.source)
+                            .where(TicketItem.ticket_id == ticket.id)
+                            .order_by(TicketItem.rank)).all()
+    m = min(pool_size, bank.size)
+    if len(items) != batch_size or ticket.pool_size != m:
+        raise KeyReused(
+            f"Idempotency-Key {key!r} was used for a select of batch_size {len(items)}, "
+            f"pool_size {ticket.pool_size}: send a new key for a different select",
+            {"idempotency_key": key, "ticket_id": ticket.id, "batch_size": len(items),
+             "pool_size": ticket.pool_size})
+    session.rollback()  # nothing to write; release the read before encoding
+    earlier = Draw(step=ticket.step, batch_size=len(items),
+                   problem_ids=np.array([r.problem_id for r in items], dtype=np.int64),
+                   logits=np.array([r.logit for r in items], dtype=np.float64),
+                   propensities=np.array([r.propensity for r in items], dtype=np.float64),
+                   sources=[r.source for r in items], pool_entropy=0.0)
+    earlier = with_problems(earlier, files, session_factory, bank)
+    return SelectResult(ticket.id, run.id, ticket.step, ticket.model_version,
+                        earlier.problems_json, replayed=True)
+
+
+def _select(session: Session, session_factory: sessionmaker[Session], run: Run, bank: Bank,
+            batch_size: int, pool_size: int, files: BankFiles, snapshots: SnapshotCache,
+            idempotency_key: str | None) -> SelectResult:
     n = bank.size
     if n == 0:
         raise SelectError("the run's bank is empty: add problems first", {"bank_id": bank.id})
@@ -150,7 +216,8 @@ def select_batch(*, session: Session, session_factory: sessionmaker[Session], ru
     s.connection().execute(_NEW_TICKET, {
         "id": ticket_id, "run_id": run.id, "step": step, "model_version": version,
         "pool_size": int(m), "pool_entropy": drawn.pool_entropy, "state": TicketState.ISSUED,
-        "accepted": 0, "attempts": 0, "created_at": utcnow()})
+        "accepted": 0, "attempts": 0, "created_at": utcnow(),
+        "idempotency_key": idempotency_key})
     insert_items(s, drawn.item_rows(ticket_id))
     s.commit()
 

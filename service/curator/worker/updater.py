@@ -32,7 +32,7 @@ from curator.db.models import (
     utcnow,
 )
 from curator.selected_by import selected_counts
-from curator.strategy_store import load_strategy, write_checkpoint
+from curator.strategy_store import NonFiniteState, load_strategy, write_checkpoint
 from curator.tickets import TicketState
 
 log = logging.getLogger("curator.worker")
@@ -148,6 +148,15 @@ class Updater:
                       .values(state=TicketState.FAILED))
             s.commit()
 
+    def _dead_letter(self, ticket_id: str, cause: BaseException) -> None:
+        """Set a reported ticket aside as `failed` at once, with the reason."""
+        with self._sf() as s:
+            s.execute(update(Ticket).where(Ticket.id == ticket_id,
+                                           Ticket.state == TicketState.REPORTED)
+                      .values(state=TicketState.FAILED, attempts=Ticket.attempts + 1,
+                              error=f"{type(cause).__name__}: {cause}"[:2000]))
+            s.commit()
+
     def _apply_oldest(self, run_id: int) -> Applied:
         t0 = time.perf_counter()
         with self._sf() as s:
@@ -205,6 +214,15 @@ class Updater:
                     raise
                 announcement = self._publish(run_id, version, prepared)
                 self._cache[run_id] = (version, strategy)
+            except NonFiniteState as exc:
+                # Deterministic: retrying would compute the same state. The update is
+                # refused, the ticket set aside (dead letter), the version before it
+                # keeps serving, and the run's later tickets are tried from that one.
+                s.rollback()
+                self._cache.pop(run_id, None)
+                log.error("refused ticket %s of run %d: %s", ticket_id, run_id, exc)
+                self._dead_letter(ticket_id, exc)
+                return Applied(ticket_id, run_id, -1, time.perf_counter() - t0, skipped=True)
             except _Overtaken:
                 s.rollback()
                 self._cache.pop(run_id, None)  # updated from a version that is gone

@@ -7,7 +7,7 @@ import time
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
@@ -66,9 +66,19 @@ def get_run(run: RunAuthDep, session: SessionDep) -> RunPublic:
                      tickets=TicketCounts(**counts), stats=now.stats or {})
 
 
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$",
+    description=(
+        "Any string of up to 64 visible ASCII characters, new for each select (the client "
+        "sends a UUID). A select repeated with the same key returns the ticket the first "
+        "one issued (answered with `Curator-Replayed: true`) instead of a new one, so a "
+        "select whose answer was lost can be resent; the same key with another "
+        "batch_size or pool_size is a 409."))]
+
+
 @router.post("/{run_id}/select", response_model=SelectResponse)
 async def select(run_id: IdPath, body: SelectRequest, state: StateDep,
-                 token: TokenDep) -> Response:
+                 token: TokenDep, idempotency_key: IdempotencyKey = None) -> Response:
     limits = state.settings
     pool_size = body.pool_size or max(limits.default_pool_size, body.batch_size)
 
@@ -91,16 +101,22 @@ async def select(run_id: IdPath, body: SelectRequest, state: StateDep,
             bank = s.get(Bank, run.bank_id)
             return select_batch(session=s, session_factory=state.session_factory, run=run,
                                 bank=bank, batch_size=body.batch_size, pool_size=pool_size,
-                                files=state.files, snapshots=state.snapshots)
+                                files=state.files, snapshots=state.snapshots,
+                                idempotency_key=idempotency_key)
 
     t0 = time.perf_counter()
     result = await run_in_threadpool(work)  # a SelectError is a 422 (api/errors.py)
     state.metrics.observe("select", time.perf_counter() - t0)
-    state.metrics.inc("selected_problems", body.batch_size)
     # Spliced from pre-encoded problem JSON (bank/payloads.py): re-validating and
     # re-encoding 256 problems cost more than the rest of the select. The shape is
     # SelectResponse (declared for OpenAPI, checked by the schemathesis tests).
-    return Response(result.to_json(), media_type="application/json")
+    response = Response(result.to_json(), media_type="application/json")
+    if result.replayed:
+        response.headers["Curator-Replayed"] = "true"
+        state.metrics.inc("select_replays")
+    else:
+        state.metrics.inc("selected_problems", body.batch_size)
+    return response
 
 
 @router.post("/{run_id}/feedback", status_code=status.HTTP_202_ACCEPTED)

@@ -60,7 +60,9 @@ class LearnabilityStrategy:
         return np.array([self._p.get(int(i), prior) for i in problem_ids], dtype=np.float64)
 
     def logits(self, pool: Pool) -> np.ndarray:
-        p = self.pass_rates(pool.problem_ids)
+        # clipped as pcl's: rewards outside [0, 1] (a trainer's own scale) must not make
+        # p(1 − p) negative, whose log would poison every select of the run
+        p = np.clip(self.pass_rates(pool.problem_ids), 0.0, 1.0)
         return np.log(p * (1.0 - p) + SCORE_EPS) / self.params.temperature
 
     def active(self) -> bool:
