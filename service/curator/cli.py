@@ -279,6 +279,7 @@ ENV_HELP = {
     "default_pool_size": "candidate pool when a select names none (at least batch_size)",
     "ticket_ttl_s": "feedback for an older ticket is refused with 410 (0: never)",
     "max_apply_attempts": "apply errors before a ticket is set aside as failed",
+    "worker_stale_s": "a worker heartbeat older than this counts as dead (/readyz, /metrics)",
     "hash_embedder_dim": "dimension of a new `hash` bank when none is given",
     "feedback_stream": "Redis stream that carries feedback to the workers",
     "worker_group": "Redis consumer group of the workers",

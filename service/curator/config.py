@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # A ticket whose apply raises this many times is set aside as `failed` (its error is
     # kept on the ticket) so the run's later tickets are not stalled behind it.
     max_apply_attempts: int = 5
+    # A worker whose heartbeat (worker/beats.py, every 2 s) is older than this is taken
+    # for dead by /readyz ("degraded") and /metrics (curator_workers_alive).
+    worker_stale_s: float = 15.0
     hash_embedder_dim: int = 256
     feedback_stream: str = "curator:feedback"
     worker_group: str = "curator-workers"

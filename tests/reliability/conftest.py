@@ -88,6 +88,7 @@ def _deployment(pg_database, tmp_path_factory) -> Iterator[Deployment]:
         "CURATOR_EMBEDDED_WORKER": "false",
         "CURATOR_DEVICE": "cpu",
         "CURATOR_LOG_LEVEL": "warning",
+        "CURATOR_WORKER_STALE_S": "3",  # a SIGKILLed worker shows as dead within seconds
     }
     dep = Deployment(env=env, logs=tmp, redis=redis, engine=engine_for(pg_database))
     try:

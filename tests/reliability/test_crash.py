@@ -203,3 +203,43 @@ def test_api_killed_between_select_and_feedback(deployment):
     assert_applied_exactly_once(engine, run_id, 2)
     assert b.select(run_id, token)["step"] == 3  # the step counter lives in the database
     b.close()
+
+
+def _gauge(url: str, name: str) -> float:
+    text_ = httpx.get(url + "/metrics", timeout=10).text
+    line = next(x for x in text_.splitlines() if x.startswith(name + " "))
+    return float(line.split()[1])
+
+
+def test_a_separate_workers_liveness_and_lag_are_visible_to_the_api(deployment):
+    """The API runs without a worker of its own: /readyz and /metrics see the worker
+    process through its heartbeat, see it die (SIGKILL) and the apply lag grow while
+    feedback waits, and see it back once restarted."""
+    dep, engine = deployment, deployment.engine
+    drv = dep.driver()
+    run_id, token = drv.run(drv.bank(n=300), params={"dormant_steps": 0, "hidden": 32})
+    assert drv.report(run_id, token, drv.select(run_id, token)).status_code == 202
+    wait_all_applied(engine, run_id, 1)
+    ready = httpx.get(dep.url + "/readyz", timeout=10).json()
+    assert ready["status"] == "ok" and ready["checks"]["worker"] is True, ready
+    assert ready["workers"]["alive"] == 1 and ready["workers"]["waiting"] == 0, ready
+    assert _gauge(dep.url, "curator_workers_alive") == 1.0
+
+    dep.worker.kill()
+    for _ in range(3):
+        assert drv.report(run_id, token, drv.select(run_id, token)).status_code == 202
+    wait_for(lambda: not httpx.get(dep.url + "/readyz", timeout=10).json()["checks"]["worker"],
+             15, "readyz to see the worker gone")
+    ready = httpx.get(dep.url + "/readyz", timeout=10)
+    # still serving (selects work, feedback is kept): degraded, not out of rotation
+    assert ready.status_code == 200 and ready.json()["status"] == "degraded", ready.text
+    assert ready.json()["workers"]["waiting"] == 3 and ready.json()["workers"]["lag_s"] > 1
+    assert _gauge(dep.url, "curator_workers_alive") == 0.0
+    assert _gauge(dep.url, "curator_apply_lag_seconds") > 1
+
+    dep.start_worker()
+    wait_all_applied(engine, run_id, 4, timeout=60)
+    wait_for(lambda: httpx.get(dep.url + "/readyz", timeout=10).json()["status"] == "ok", 15,
+             "readiness once the worker is back")
+    assert _gauge(dep.url, "curator_apply_lag_seconds") == 0.0
+    drv.close()

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from curator.db.models import Ticket, utcnow
 from curator.tickets import TicketState
+from curator.worker.beats import BEAT_EVERY_S, Heartbeat
 from curator.worker.queue import FeedbackQueue
 from curator.worker.updater import Updater
 
@@ -83,6 +84,25 @@ async def run_worker(queue: FeedbackQueue, updater: Updater, stop: asyncio.Event
                      *, session_factory: sessionmaker[Session] | None = None,
                      requeue: bool = True, sweep_every_s: float = 5.0,
                      stale_after_s: float = 10.0, ticket_ttl_s: float = 0.0) -> None:
+    """Apply queued tickets until `stop`. With a database (`session_factory`): re-queue
+    what was reported before start-up, sweep for lost and expired tickets, and keep a
+    heartbeat row (worker/beats.py) that /readyz and /metrics read."""
+    heartbeat = Heartbeat(session_factory) if session_factory is not None else None
+    try:
+        await _work(queue, updater, stop, session_factory, heartbeat, requeue=requeue,
+                    sweep_every_s=sweep_every_s, stale_after_s=stale_after_s,
+                    ticket_ttl_s=ticket_ttl_s)
+    finally:
+        if heartbeat is not None:
+            await asyncio.to_thread(heartbeat.remove)
+
+
+async def _work(queue: FeedbackQueue, updater: Updater, stop: asyncio.Event,
+                session_factory: sessionmaker[Session] | None, heartbeat: Heartbeat | None,
+                *, requeue: bool, sweep_every_s: float, stale_after_s: float,
+                ticket_ttl_s: float) -> None:
+    if heartbeat is not None:
+        await asyncio.to_thread(heartbeat.beat)
     if requeue and session_factory is not None:
         delay = 0.5
         while not stop.is_set():  # a Redis or database blip at start-up: retry, not exit
@@ -95,8 +115,11 @@ async def run_worker(queue: FeedbackQueue, updater: Updater, stop: asyncio.Event
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
                 delay = min(delay * 2, 30.0)
-    last_sweep = time.monotonic()
+    last_sweep = last_beat = time.monotonic()
     while not stop.is_set():
+        if heartbeat is not None and time.monotonic() - last_beat > BEAT_EVERY_S:
+            last_beat = time.monotonic()
+            await asyncio.to_thread(heartbeat.beat)
         if time.monotonic() - last_sweep > sweep_every_s or getattr(queue, "lost_stream", False):
             last_sweep = time.monotonic()
             try:
@@ -129,6 +152,8 @@ async def run_worker(queue: FeedbackQueue, updater: Updater, stop: asyncio.Event
         except Exception:  # unacknowledged: redelivered, then skipped as already applied
             log.warning("could not acknowledge %s", msg_id)
         if not result.skipped:
+            if heartbeat is not None:
+                heartbeat.applied += 1
             try:
                 await queue.announce(result.run_id, result.model_version, result.announcement)
             except Exception:  # replicas still see the version on their next select

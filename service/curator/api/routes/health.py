@@ -11,6 +11,7 @@ from curator.api.deps import StateDep
 from curator.db.models import Run, Ticket
 from curator.metrics import CONTENT_TYPE
 from curator.tickets import TicketState
+from curator.worker.beats import worker_status
 
 router = APIRouter(tags=["health"])
 
@@ -22,26 +23,39 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "a dependency is not ready"}})
 async def readyz(state: StateDep) -> JSONResponse:
-    def db_ok() -> bool:
-        try:
-            with state.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return True
-        except Exception:
-            return False
+    """Ready to serve? `checks`: the database, the queue, a live worker (this process's
+    own, or any worker process's heartbeat within `worker_stale_s`, 15 s), the model device; `workers`:
+    how many are alive and the apply lag (age of the oldest reported, unapplied ticket)."""
 
+    def db_read() -> dict | None:
+        try:
+            with state.session_factory() as s:
+                s.execute(text("SELECT 1"))
+                w = worker_status(s, state.settings.worker_stale_s)
+            return {"alive": w.alive, "last_beat_age_s": w.last_beat_age_s,
+                    "lag_s": round(w.lag_s, 3), "waiting": w.waiting}
+        except Exception:
+            return None
+
+    workers = await run_in_threadpool(db_read)
+    embedded_dead = state.worker_task is not None and state.worker_task.done()
     checks = {
-        "db": await run_in_threadpool(db_ok),
+        "db": workers is not None,
         "queue": await state.queue.ping(),
-        "worker": state.worker_task is None or not state.worker_task.done(),
+        "worker": not embedded_dead and (
+            state.worker_task is not None or bool(workers and workers["alive"])),
         "model": bool(state.device),
     }
     # The queue is not required to serve: feedback is committed to the database before
     # the 202 and a worker's sweep re-queues it once Redis is back. A Redis outage makes
     # the replica "degraded" (200), not unready, so a load balancer keeps it in rotation.
-    ok = checks["db"] and checks["worker"] and checks["model"]
-    status = ("ok" if checks["queue"] else "degraded") if ok else "unavailable"
-    body = {"status": status, "checks": checks}
+    # So does a separate worker that stopped beating: this replica still serves selects
+    # and keeps feedback; taking every replica out of rotation would stop the trainers.
+    # Its own embedded worker having died is a fault of this process: 503.
+    ok = checks["db"] and not embedded_dead and checks["model"]
+    status = ("ok" if checks["queue"] and checks["worker"] else "degraded") if ok \
+        else "unavailable"
+    body = {"status": status, "checks": checks, "workers": workers}
     if not ok:
         body["error"] = {"type": "unavailable", "message": "not ready", "details": checks}
     return JSONResponse(body, status_code=200 if ok else 503)
@@ -49,7 +63,9 @@ async def readyz(state: StateDep) -> JSONResponse:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(state: StateDep) -> PlainTextResponse:
-    """Prometheus text format: this process's request metrics, the shared backlog."""
+    """Prometheus text format: this process's request metrics, the shared backlog, the
+    workers alive (heartbeats newer than `worker_stale_s`, 15 s) and the apply lag (age of the oldest
+    reported, unapplied ticket)."""
 
     def db_gauges() -> dict:
         with state.session_factory() as s:
@@ -61,7 +77,16 @@ async def metrics(state: StateDep) -> PlainTextResponse:
                                                      TicketState.APPLIED)},
                 "runs": float(runs)}
 
+    def worker_gauges() -> dict:
+        with state.session_factory() as s:
+            w = worker_status(s, state.settings.worker_stale_s)
+        return {"workers_alive": float(w.alive),
+                "worker_last_beat_age_seconds": (float("nan") if w.last_beat_age_s is None
+                                                 else w.last_beat_age_s),
+                "apply_lag_seconds": w.lag_s}
+
     gauges = await run_in_threadpool(db_gauges)
+    gauges |= await run_in_threadpool(worker_gauges)
     # how this process's selects got their pool's logits: scored ahead (after the update
     # that made the version, runs/prescore.py) or inline on the request path
     gauges["select_pools"] = {"scored=ahead": float(state.snapshots.prescored_hits),
