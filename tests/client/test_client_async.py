@@ -15,7 +15,6 @@ from curator_client import (
     Bank,
     Forbidden,
     Result,
-    ServerError,
     TransportError,
 )
 

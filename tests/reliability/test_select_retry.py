@@ -7,10 +7,10 @@ import asyncio
 
 import httpx
 import pytest
-from curator_client import AsyncClient
 from sqlalchemy import create_engine, func, select
 
 from curator.db.models import Run, Ticket
+from curator_client import AsyncClient
 from tests.service.helpers import AUTH, bearer, make_bank, make_run, running_app
 
 pytestmark = pytest.mark.anyio

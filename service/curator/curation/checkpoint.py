@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 
 import numpy as np
@@ -36,13 +37,12 @@ def non_finite_keys(state: Any, prefix: str = "") -> list[str]:
         for i, value in enumerate(state):
             bad += non_finite_keys(value, f"{prefix}{i}.")
     elif isinstance(state, torch.Tensor):
-        if state.is_floating_point() or state.is_complex():
-            if not bool(torch.isfinite(state).all()):
-                bad.append(prefix.rstrip("."))
+        floating = state.is_floating_point() or state.is_complex()
+        if floating and not bool(torch.isfinite(state).all()):
+            bad.append(prefix.rstrip("."))
     elif isinstance(state, np.ndarray):
         if state.dtype.kind in "fc" and not bool(np.isfinite(state).all()):
             bad.append(prefix.rstrip("."))
-    elif isinstance(state, float):
-        if state != state or state in (float("inf"), float("-inf")):
-            bad.append(prefix.rstrip("."))
+    elif isinstance(state, float) and not math.isfinite(state):
+        bad.append(prefix.rstrip("."))
     return bad

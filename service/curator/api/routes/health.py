@@ -24,8 +24,9 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz", responses={503: {"description": "a dependency is not ready"}})
 async def readyz(state: StateDep) -> JSONResponse:
     """Ready to serve? `checks`: the database, the queue, a live worker (this process's
-    own, or any worker process's heartbeat within `worker_stale_s`, 15 s), the model device; `workers`:
-    how many are alive and the apply lag (age of the oldest reported, unapplied ticket)."""
+    own, or any worker process's heartbeat within `worker_stale_s`, 15 s), the model
+    device; `workers`: how many are alive and the apply lag (age of the oldest reported,
+    unapplied ticket)."""
 
     def db_read() -> dict | None:
         try:
@@ -64,8 +65,8 @@ async def readyz(state: StateDep) -> JSONResponse:
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(state: StateDep) -> PlainTextResponse:
     """Prometheus text format: this process's request metrics, the shared backlog, the
-    workers alive (heartbeats newer than `worker_stale_s`, 15 s) and the apply lag (age of the oldest
-    reported, unapplied ticket)."""
+    workers alive (heartbeats newer than `worker_stale_s`, 15 s) and the apply lag (age
+    of the oldest reported, unapplied ticket)."""
 
     def db_gauges() -> dict:
         with state.session_factory() as s:
