@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from curator.api.errors import install_error_handlers
+from curator.api.gate import AuthGate
 from curator.api.limits import BodySizeLimit
 from curator.api.routes import admin, banks, health, runs
 from curator.api.schemas import ErrorResponse
@@ -115,4 +116,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(runs.router, responses=ERROR_RESPONSES)
     app.include_router(admin.router, responses=ERROR_RESPONSES)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AuthGate)  # outermost: an unauthenticated write reads no body
     return app

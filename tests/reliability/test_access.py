@@ -123,9 +123,18 @@ async def test_run_token_is_scoped_to_its_run(settings):
         info = (await client.get(f"/v1/runs/{run_b}", headers=AUTH)).json()
         assert info["tickets"] == {"issued": 1, "reported": 0, "applied": 0, "failed": 0,
                                    "partial": 0}
-        # an unknown run answers 404 to anyone holding some valid token
-        r = await client.post("/v1/runs/4242/select", json={"batch_size": 1},
-                              headers=bearer(tok_a))
+        # a token that cannot open a run gets the same answer whether it exists or not
+        # (run ids cannot be enumerated); only the admin learns that a run is missing
+        for token, want in ((tok_a, 403), ("rt_4242_made-up", 401), ("nonsense", 401)):
+            for run in (run_b, 4242):
+                for method, url, body in (("POST", f"/v1/runs/{run}/select",
+                                           {"batch_size": 1}),
+                                          ("GET", f"/v1/runs/{run}", None)):
+                    r = await client.request(method, url, json=body, headers=bearer(token))
+                    assert r.status_code == want, (token, url, r.text)
+                    if want == 401:
+                        assert r.json()["error"]["message"] == "invalid token for this run"
+        r = await client.get("/v1/runs/4242", headers=AUTH)
         assert r.status_code == 404
 
 

@@ -88,19 +88,21 @@ def authorise_run_sync(state: AppState, run_id: int, token: str,
         with state.session_factory() as s:
             return authorise_run_sync(state, run_id, token, s)
     run = session.get(Run, run_id)
-    if run is None:
-        raise NotFound(f"run {run_id} not found", {"run_id": run_id})
     if _is_admin(state, token):
+        if run is None:
+            raise NotFound(f"run {run_id} not found", {"run_id": run_id})
         return run
-    if tokens.matches(token, run.token_hash):
+    # A token that does not open this run gets the same answer whether the run exists
+    # or not: run ids cannot be enumerated with a made-up token.
+    if run is not None and tokens.matches(token, run.token_hash):
         if run.revoked:
             raise Unauthorized("this run's token was revoked")
         return run
     other = tokens.token_run_id(token)
-    if other is not None and other != run.id:
+    if other is not None and other != run_id:
         other_run = session.get(Run, other)
         if other_run is not None and tokens.matches(token, other_run.token_hash):
-            raise Forbidden(f"this token belongs to run {other}, not run {run.id}")
+            raise Forbidden(f"this token belongs to run {other}, not run {run_id}")
     raise Unauthorized("invalid token for this run")
 
 
