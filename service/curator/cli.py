@@ -10,6 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
+
 from curator.config import Settings
 from curator.db.migrate import alembic_config, upgrade
 from curator.errors import CuratorError
@@ -212,6 +214,9 @@ def _load_demo(settings: Settings, *, quiet: bool = False, n: int = 4000) -> Non
 
 
 def _cmd_bank_demo(args: argparse.Namespace, settings: Settings) -> int:
+    if args.n < 1:
+        print(f"curator bank demo: -n must be ≥ 1 (got {args.n})", file=sys.stderr)
+        return 2
     migrate(settings)
     _load_demo(settings, n=args.n)
     return 0
@@ -407,21 +412,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValueError as exc:  # pydantic's ValidationError: a CURATOR_* variable is wrong
+        if os.environ.get("CURATOR_DEBUG"):
+            raise
+        print(f"curator {' '.join(_command_words(args))}: {_settings_problem(exc)}",
+              file=sys.stderr)
+        return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.fn(args, settings) or 0
-    except (CuratorError, OSError) as exc:
-        # a user's mistake (a refused input, a path that is not there): one line, no
-        # traceback; CURATOR_DEBUG=1 shows it
+    except (CuratorError, OSError, OperationalError) as exc:
+        # a user's mistake (a refused input, a path that is not there, a database that
+        # cannot be reached): one line, no traceback; CURATOR_DEBUG=1 shows it
         if os.environ.get("CURATOR_DEBUG"):
             raise
-        what = getattr(exc, "message", None) or (
-            f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename
-            else str(exc))
+        if isinstance(exc, OperationalError):
+            first = str(exc.orig or exc).strip().splitlines()[0]
+            what = (f"cannot use the database at {_safe_url(settings.sqlalchemy_url)}: "
+                    f"{first} (check CURATOR_DATABASE_URL)")
+        else:
+            what = getattr(exc, "message", None) or (
+                f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename
+                else str(exc))
         print(f"curator {' '.join(_command_words(args))}: {what}", file=sys.stderr)
         return 2
+
+
+def _settings_problem(exc: ValueError) -> str:
+    """A CURATOR_* setting pydantic refused, as one line naming the variable."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc).splitlines()[0]
+    parts = []
+    for err in errors():
+        field = ".".join(str(x) for x in err.get("loc", ()))
+        message = err.get("msg", "invalid").removeprefix("Value error, ")
+        name = f"CURATOR_{field.upper()}" if field else "settings"
+        got = err.get("input")
+        shown = f" (got {got!r})" if field and isinstance(got, str | int | float) else ""
+        parts.append(f"{name}: {message}{shown}" if field else message)
+    return "; ".join(parts)
 
 
 def _command_words(args: argparse.Namespace) -> list[str]:

@@ -308,3 +308,48 @@ async def test_indexing_an_empty_bank_is_not_a_500(settings):
         r = await client.post(f"/v1/banks/{bank_id}/index", headers=AUTH)
         assert r.status_code == 200, r.text
         assert r.json()["index"]["size"] == 0
+
+
+async def test_unauthenticated_writes_are_refused_before_the_body_is_read(settings):
+    """A 30 MiB body with no valid bearer must not be read, let alone parsed on the event
+    loop: the gate (api/gate.py) answers from the headers alone."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                   base_url="http://curator")
+        bank_id = await make_bank(client, n=5)
+        run_id, token = await make_run(client, bank_id)
+        cases = [
+            ({}, "/v1/banks", 401),
+            ({"authorization": "Basic abc"}, f"/v1/banks/{bank_id}/problems", 401),
+            ({"authorization": "Bearer nonsense"}, f"/v1/banks/{bank_id}/problems", 401),
+            ({"authorization": "Bearer nonsense"}, f"/v1/runs/{run_id}/feedback", 401),
+            ({}, f"/v1/runs/{run_id}/select", 401),
+            ({"authorization": f"Bearer {token}"}, f"/v1/banks/{bank_id}/problems", 403),
+            ({"authorization": f"Bearer {token}"}, "/v1/runs", 403),
+        ]
+        for headers, path, want in cases:
+            reads = 0
+
+            async def receive():
+                nonlocal reads
+                reads += 1
+                return {"type": "http.request", "body": b"[" * 1024, "more_body": True}
+
+            sent = []
+
+            async def send(message, sent=sent):
+                sent.append(message)
+
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                     "method": "POST", "scheme": "http", "path": path,
+                     "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                     "headers": [(b"content-type", b"application/json"),
+                                 (b"content-length", str(30 * 2**20).encode()),
+                                 *[(k.encode(), v.encode()) for k, v in headers.items()]],
+                     "server": ("curator", 80), "client": ("127.0.0.1", 5000)}
+            await asyncio.wait_for(app(scope, receive, send), timeout=5)
+            assert sent[0]["status"] == want, (path, headers, sent)
+            assert json.loads(sent[1]["body"])["error"]["type"] in ("unauthorized", "forbidden")
+            assert reads == 0, f"{path}: body read {reads} times before refusing"
+        await client.aclose()

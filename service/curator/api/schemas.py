@@ -5,7 +5,14 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from curator.runs.feedback import MAX_ABS_LOG_RATIO, MAX_ABS_REWARD, MAX_ABS_UTILITY
 
@@ -13,7 +20,14 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold U+0000
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 # Sizes and ids are strict integers: "3", 3.0 or true are refused rather than coerced.
-Id = Annotated[int, Field(ge=0, le=2**31 - 1, strict=True)]  # INTEGER primary keys
+def _whole(v: Any) -> Any:
+    """119.0 is an integer in JSON Schema (and what some encoders write): accept a float
+    with no fractional part where an integer is declared; strings and bools stay refused."""
+    return int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2**63 else v
+
+
+_WHOLE = BeforeValidator(_whole)
+Id = Annotated[int, _WHOLE, Field(ge=0, le=2**31 - 1, strict=True)]  # INTEGER primary keys
 
 
 def _finite_json(value: Any) -> Any:
@@ -42,7 +56,10 @@ class _In(BaseModel):
 class BankCreate(_In):
     name: Name
     embedder: Literal["hash", "minilm", "provided"] = "hash"
-    dim: Annotated[int, Field(ge=1, le=8192, strict=True)] | None = None
+    dim: Annotated[int, _WHOLE, Field(ge=1, le=8192, strict=True, description=(
+        "required for `provided` (the vectors you will send); `minilm` is 384 (another "
+        "value is refused); `hash` defaults to the server's CURATOR_HASH_EMBEDDER_DIM"))] \
+        | None = None
 
 
 class IndexInfo(BaseModel):
@@ -87,7 +104,7 @@ class RunCreate(_In):
     bank_id: Id
     strategy: Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)] = "uniform"
     params: FreeJSON = Field(default_factory=dict)
-    seed: Annotated[int, Field(ge=0, le=2**62, strict=True)] | None = None
+    seed: Annotated[int, _WHOLE, Field(ge=0, le=2**62, strict=True)] | None = None
     name: Name | None = None
     init_from: Id | None = Field(default=None, description=(
         "start from this run's learned curator (same strategy, embedder and dimension; "
@@ -129,8 +146,12 @@ class RunPublic(BaseModel):
 
 
 class SelectRequest(_In):
-    batch_size: Annotated[int, Field(ge=1, strict=True)]
-    pool_size: Annotated[int, Field(ge=1, strict=True)] | None = None
+    batch_size: Annotated[int, _WHOLE, Field(ge=1, strict=True, description=(
+        "problems to draw; at most pool_size, the bank's size and the server's "
+        "CURATOR_MAX_BATCH_SIZE (8192)"))]
+    pool_size: Annotated[int, _WHOLE, Field(ge=1, strict=True, description=(
+        "candidates scored (M); at least batch_size, at most CURATOR_MAX_POOL_SIZE "
+        "(65536); default max(CURATOR_DEFAULT_POOL_SIZE, batch_size)"))] | None = None
 
 
 class SelectedProblem(BaseModel):
@@ -158,7 +179,11 @@ _LogRatio = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_LOG_RATIO,
 
 
 class ResultIn(_In):
-    problem_id: Annotated[int, Field(ge=0, strict=True)]
+    # declared for OpenAPI as the validator below enforces it
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["utility"]}, {"required": ["rewards"]}]})
+
+    problem_id: Annotated[int, _WHOLE, Field(ge=0, strict=True)]
     utility: Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_UTILITY,
                                     le=MAX_ABS_UTILITY)] | None = None
     rewards: Annotated[list[_Reward], Field(

@@ -176,9 +176,15 @@ def _trainer(args: argparse.Namespace, defaults: Mapping[str, Any] | None = None
 def _strategies(args: argparse.Namespace, default: tuple[str, ...]) -> list[str]:
     if args.strategies is None:
         return list(default)
+    from curator.curation.strategies import STRATEGIES as KNOWN
+
     out = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if not out:
         raise ValueError("--strategies is empty")
+    unknown = [s for s in out if s not in KNOWN and s != ORACLE]
+    if unknown:
+        raise ValueError(f"unknown strategy {unknown[0]!r}; choose from "
+                         f"{', '.join([*sorted(KNOWN), ORACLE])}")
     return out
 
 
