@@ -58,7 +58,8 @@ async def fill(app, args, admin: str) -> list[str]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://c", timeout=600) as c:
         r = await c.post("/v1/banks", headers=headers,
-                         json={"name": f"cap-{rng.integers(1 << 30)}", "embedder": "provided", "dim": args.dim})
+                         json={"name": f"cap-{rng.integers(1 << 30)}", "embedder": "provided",
+                               "dim": args.dim})
         bank = r.json()["bank_id"]
         vecs = rng.standard_normal((args.bank, args.dim)).astype(np.float32)
         for lo in range(0, args.bank, 2000):

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
+from curator.api import openapi
 from curator.api.errors import install_error_handlers
 from curator.api.gate import AuthGate
 from curator.api.limits import BodySizeLimit
@@ -117,4 +118,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router, responses=ERROR_RESPONSES)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuthGate)  # outermost: an unauthenticated write reads no body
+    openapi.install(app)
     return app

@@ -284,3 +284,23 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+class Revoked(BaseModel):
+    run_id: int
+    revoked: bool
+
+
+class WorkerHealth(BaseModel):
+    alive: int = Field(description="workers whose heartbeat is newer than "
+                                   "CURATOR_WORKER_STALE_S")
+    last_beat_age_s: float | None = Field(description="since any worker's newest beat")
+    lag_s: float = Field(description="age of the oldest reported, unapplied ticket")
+    waiting: int = Field(description="tickets reported and not yet applied")
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "degraded", "unavailable"]
+    checks: dict[str, bool] = Field(description="db, queue, worker, model")
+    workers: WorkerHealth | None = Field(description="null when the database cannot be read")
+    error: ErrorDetail | None = None

@@ -38,6 +38,7 @@ class Heartbeat:
         self.worker_id = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.applied = 0
         self._registered = False
+        self._failing = False
 
     def beat(self) -> bool:
         try:
@@ -55,10 +56,14 @@ class Heartbeat:
                         WorkerBeat.beat_at < now - timedelta(seconds=FORGET_S)))
                     self._registered = True
                 s.commit()
+            self._failing = False
             return True
-        except Exception:
+        except Exception as exc:
+            if self._registered or not self._failing:  # once per outage, not every beat
+                log.warning("worker heartbeat could not be written (%s); retrying",
+                            str(exc).splitlines()[0])
             self._registered = False
-            log.warning("worker heartbeat could not be written; retrying", exc_info=True)
+            self._failing = True
             return False
 
     def remove(self) -> None:
@@ -66,8 +71,9 @@ class Heartbeat:
             with self._sf() as s:
                 s.execute(delete(WorkerBeat).where(WorkerBeat.worker_id == self.worker_id))
                 s.commit()
-        except Exception:
-            log.warning("worker heartbeat row could not be removed", exc_info=True)
+        except Exception as exc:
+            log.warning("worker heartbeat row could not be removed (%s)",
+                        str(exc).splitlines()[0])
 
 
 @dataclass(frozen=True)

@@ -44,20 +44,22 @@ def _distribution(state: AppState, session: Session, run: Run, *, sample: int,
         top=top, bins=bins)
 
 
-@router.get("/v1/runs", dependencies=[AdminDep])
+@router.get("/v1/runs", dependencies=[AdminDep], summary="List runs (admin)")
 def list_runs(session: SessionDep) -> RunList:
     """Every run with its status, queue state and latest history point."""
     return RunList(runs=views.run_summaries(session=session))
 
 
-@router.get("/v1/runs/{run_id}/distribution", dependencies=[AdminDep])
+@router.get("/v1/runs/{run_id}/distribution", dependencies=[AdminDep],
+            summary="The curator's sampling distribution over the bank (admin)")
 def distribution(run: RunDep, session: SessionDep, state: StateDep, by: By = None,
                  sample: Sample = 20_000, top: Top = 20, bins: Bins = 20) -> DistributionPublic:
     """The current curator's distribution over the bank (a fixed uniform sample if large)."""
     return _distribution(state, session, run, sample=sample, by=by, top=top, bins=bins)
 
 
-@router.get("/v1/runs/{run_id}/history", dependencies=[AdminDep])
+@router.get("/v1/runs/{run_id}/history", dependencies=[AdminDep],
+            summary="A run's per-step history (admin)")
 def history(run: RunDep, session: SessionDep,
             after: Annotated[int | None, Query(ge=-1, le=2**31 - 1,
                                                description="steps after this")] = None,
@@ -68,7 +70,7 @@ def history(run: RunDep, session: SessionDep,
                          max_values=max_values)
 
 
-@router.get("/v1/compare", dependencies=[AdminDep])
+@router.get("/v1/compare", dependencies=[AdminDep], summary="Compare runs side by side (admin)")
 def compare(session: SessionDep, state: StateDep,
             runs: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[0-9][0-9, ]*$",
                                        description="comma-separated run ids, e.g. 1,2,3")],

@@ -41,8 +41,11 @@ def bank_public(state: AppState, bank: Bank, *, with_index: bool = False) -> Ban
                       size=bank.size, index=info)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a problem bank")
 def create(body: BankCreate, session: SessionDep, state: StateDep) -> BankPublic:
+    """A new, empty bank. Its embedder decides what the curator reads of each problem:
+    `hash` (hashed n-grams, instant), `minilm` (all-MiniLM-L6-v2, dim 384) or `provided`
+    (you send an `embedding` with every problem; `dim` required). Names are unique."""
     if session.scalar(select(Bank.id).where(Bank.name == body.name)) is not None:
         raise Conflict(f"a bank named {body.name!r} exists", {"name": body.name})
     try:
@@ -54,20 +57,25 @@ def create(body: BankCreate, session: SessionDep, state: StateDep) -> BankPublic
     return bank_public(state, bank)
 
 
-@router.get("")
+@router.get("", summary="List banks")
 def list_banks(session: SessionDep, state: StateDep) -> BankList:
+    """Every bank with its size, embedder and dimension."""
     banks = session.scalars(select(Bank).order_by(Bank.id))
     return BankList(banks=[bank_public(state, b) for b in banks])
 
 
-@router.get("/{bank_id}")
+@router.get("/{bank_id}", summary="Get a bank, with its index state")
 def get(bank: BankDep, state: StateDep) -> BankPublic:
+    """One bank, with its FAISS index state and the rows of its embedding store."""
     return bank_public(state, bank, with_index=True)
 
 
-@router.post("/{bank_id}/problems")
+@router.post("/{bank_id}/problems", summary="Add problems to a bank (bulk)")
 async def add(bank: BankDep, body: ProblemsAdd, session: SessionDep,
               state: StateDep) -> ProblemsAdded:
+    """Add up to CURATOR_MAX_PROBLEMS_PER_REQUEST problems (413 beyond: send several
+    requests). A problem whose `external_id` the bank holds is counted as a duplicate,
+    not an error, and not changed; problems are embedded on the way in."""
     limit = state.settings.max_problems_per_request
     if len(body.problems) > limit:
         raise PayloadTooLarge(f"at most {limit} problems per request; send several requests",
@@ -92,7 +100,7 @@ async def add(bank: BankDep, body: ProblemsAdd, session: SessionDep,
                          problem_ids=result.problem_ids, size=result.size)
 
 
-@router.post("/{bank_id}/index")
+@router.post("/{bank_id}/index", summary="Rebuild a bank's FAISS index")
 async def rebuild_index(bank: BankDep, state: StateDep) -> BankPublic:
     """Rebuild the bank's FAISS index from the embedding store (itself synced from the DB)."""
 

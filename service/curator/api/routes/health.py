@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import func, select, text
 
 from curator.api.deps import StateDep
+from curator.api.schemas import Readiness
 from curator.db.models import Run, Ticket
 from curator.metrics import CONTENT_TYPE
 from curator.tickets import TicketState
@@ -16,12 +17,15 @@ from curator.worker.beats import worker_status
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", summary="Liveness")
 def healthz() -> dict[str, str]:
+    """The process answers (no dependency is checked)."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "a dependency is not ready"}})
+@router.get("/readyz", summary="Readiness: database, queue, workers, apply lag",
+            response_model=Readiness,
+            responses={503: {"model": Readiness, "description": "a dependency is not ready"}})
 async def readyz(state: StateDep) -> JSONResponse:
     """Ready to serve? `checks`: the database, the queue, a live worker (this process's
     own, or any worker process's heartbeat within `worker_stale_s`, 15 s), the model
@@ -62,7 +66,7 @@ async def readyz(state: StateDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
 async def metrics(state: StateDep) -> PlainTextResponse:
     """Prometheus text format: this process's request metrics, the shared backlog, the
     workers alive (heartbeats newer than `worker_stale_s`, 15 s) and the apply lag (age

@@ -24,6 +24,7 @@ from curator.api.errors import InvalidRequest
 from curator.api.schemas import (
     FeedbackReceipt,
     FeedbackRequest,
+    Revoked,
     RunCreate,
     RunCreated,
     RunPublic,
@@ -43,8 +44,12 @@ router = APIRouter(prefix="/v1/runs", tags=["runs"])
 log = logging.getLogger("curator.api")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[AdminDep])
+@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[AdminDep],
+             summary="Create a run (admin): its strategy, parameters and token")
 def create_run(body: RunCreate, session: SessionDep) -> RunCreated:
+    """A run of `strategy` on a bank; `params` are checked against the strategy before
+    anything is written. The answer carries the run's own token, shown only here: it
+    can select and report feedback for this run and nothing else."""
     issued = lifecycle.create_run(session, bank_id=body.bank_id, strategy=body.strategy,
                                   params=body.params, seed=body.seed, name=body.name,
                                   init_from=body.init_from)
@@ -57,8 +62,10 @@ def _created(issued: lifecycle.IssuedRun) -> RunCreated:
                       strategy=run.strategy, params=run.params, seed=run.seed, name=run.name)
 
 
-@router.get("/{run_id}")
+@router.get("/{run_id}", summary="Get a run: step, model version, ticket counts")
 def get_run(run: RunAuthDep, session: SessionDep) -> RunPublic:
+    """The run's step, current model version, ticket counts (issued, partial, reported,
+    applied, failed) and statistics (admin or the run's token)."""
     now, counts = run_snapshot(session, run.id)  # one consistent read of version + counts
     return RunPublic(run_id=run.id, bank_id=run.bank_id, name=run.name, strategy=run.strategy,
                      params=run.params, seed=run.seed, step=now.step,
@@ -76,9 +83,13 @@ IdempotencyKey = Annotated[str | None, Header(
         "batch_size or pool_size is a 409."))]
 
 
-@router.post("/{run_id}/select", response_model=SelectResponse)
+@router.post("/{run_id}/select", response_model=SelectResponse,
+             summary="Select a batch: the problems to train on next")
 async def select(run_id: IdPath, body: SelectRequest, state: StateDep,
                  token: TokenDep, idempotency_key: IdempotencyKey = None) -> Response:
+    """Draw `batch_size` problems from a pool of `pool_size` candidates scored by the
+    run's current curator, and record them as a ticket (logits and propensities kept
+    for the update). Send the ticket's results to `feedback`."""
     limits = state.settings
     pool_size = body.pool_size or max(limits.default_pool_size, body.batch_size)
 
@@ -119,9 +130,13 @@ async def select(run_id: IdPath, body: SelectRequest, state: StateDep,
     return response
 
 
-@router.post("/{run_id}/feedback", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/{run_id}/feedback", status_code=status.HTTP_202_ACCEPTED,
+             summary="Report a ticket's results: rewards, log-ratios or utilities")
 async def feedback(run: RunAuthDep, body: FeedbackRequest, state: StateDep,
                    response: Response) -> FeedbackReceipt:
+    """Results for some or all of a ticket's problems; the ticket is applied once all of
+    them have one (or now, with `final`). An exact repeat is a replay (`replayed`,
+    header `Curator-Replayed`); a different result for a kept one is a 409."""
     results = [ResultRecord(r.problem_id, r.utility, r.rewards, r.log_ratios)
                for r in body.results]
 
@@ -152,7 +167,7 @@ async def feedback(run: RunAuthDep, body: FeedbackRequest, state: StateDep,
                            reported=receipt.reported, expected=receipt.expected)
 
 
-@router.get("/{run_id}/value")
+@router.get("/{run_id}/value", summary="Is the curriculum paying off? (in-run control)")
 def value(run: RunAuthDep, session: SessionDep,
           window: Annotated[int, Query(ge=0, le=100_000, description=(
               "the last N tickets with feedback; 0 for the whole run"))] = 50) -> RunValue:
@@ -162,7 +177,8 @@ def value(run: RunAuthDep, session: SessionDep,
     return RunValue.model_validate(asdict(value_report(session, run.id, window)))
 
 
-@router.get("/{run_id}/export", response_class=StreamingResponse, responses={200: {
+@router.get("/{run_id}/export", response_class=StreamingResponse,
+            summary="Export the run's record as Parquet", responses={200: {
     "content": {"application/vnd.apache.parquet": {}},
     "description": "Parquet, one row per selected problem (runs/export.py)"}})
 def export(run: RunAuthDep, state: StateDep) -> StreamingResponse:
@@ -173,14 +189,15 @@ def export(run: RunAuthDep, state: StateDep) -> StreamingResponse:
         "Content-Disposition": f'attachment; filename="run-{run.id}.parquet"'})
 
 
-@router.post("/{run_id}/revoke", dependencies=[AdminDep])
-def revoke(run: RunAuthDep, session: SessionDep) -> dict[str, object]:
+@router.post("/{run_id}/revoke", dependencies=[AdminDep], summary="Revoke a run's token (admin)")
+def revoke(run: RunAuthDep, session: SessionDep) -> Revoked:
     """Revoke the run's token (admin). The run and its data stay."""
     lifecycle.revoke_token(session, run.id)
-    return {"run_id": run.id, "revoked": True}
+    return Revoked(run_id=run.id, revoked=True)
 
 
-@router.post("/{run_id}/token", dependencies=[AdminDep], status_code=status.HTTP_201_CREATED)
+@router.post("/{run_id}/token", dependencies=[AdminDep], status_code=status.HTTP_201_CREATED,
+             summary="Rotate a run's token (admin)")
 def rotate_token(run: RunAuthDep, session: SessionDep) -> RunCreated:
     """Issue a new token for the run (admin): the old one stops working at once, the
     curator's learned state, tickets and history stay. Also lifts a revocation."""
