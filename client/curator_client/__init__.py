@@ -41,6 +41,7 @@ from ._models import (
 )
 from ._runs import AsyncBatch, AsyncRun, Batch, Run
 from ._version import __version__
+from .config import CuratorConfig
 
 __all__ = [
     "APIError",
@@ -54,6 +55,7 @@ __all__ = [
     "Client",
     "Conflict",
     "CreatedRun",
+    "CuratorConfig",
     "CuratorError",
     "FeedbackReceipt",
     "Forbidden",

@@ -11,10 +11,20 @@ feedback. `Batch.reported` tells whether `report()` was called.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._models import CreatedRun, FeedbackReceipt, Problem, Result, RunInfo, Ticket
+from ._metrics import RunMeter, service_metrics
+from ._models import (
+    CreatedRun,
+    FeedbackReceipt,
+    Problem,
+    Result,
+    RunInfo,
+    Ticket,
+    result_to_json,
+)
 
 if TYPE_CHECKING:
     from ._client import AsyncClient, Client
@@ -36,6 +46,7 @@ class _RunBase:
         self.run_id = int(run_id)
         self.token = token
         self.created = created
+        self.meter = RunMeter()  # this handle's selects and feedback, for `metrics()`
 
     def __repr__(self) -> str:  # the token stays out of reprs and logs
         return f"{self.__class__.__name__}(run_id={self.run_id!r})"
@@ -134,14 +145,32 @@ class Run(_RunBase):
     def select(self, batch_size: int, pool_size: int | None = None) -> Batch:
         """Select one batch; returns a `Batch` to `report()` on. Retried on connection
         errors with one Idempotency-Key, so a retry never issues a second ticket."""
+        t0 = time.perf_counter()
         ticket = self.client.select(self.run_id, batch_size, pool_size, token=self.token)
+        self.meter.selected(ticket, time.perf_counter() - t0)
         return Batch(self, ticket)
 
     def feedback(self, ticket_id: str, results: Iterable[ResultLike], *,
                  final: bool = False) -> FeedbackReceipt:
         """Results for some or all of a ticket's problems (see `Client.feedback`)."""
-        return self.client.feedback(self.run_id, ticket_id, results, token=self.token,
-                                    final=final)
+        sent = [result_to_json(r) for r in results]
+        t0 = time.perf_counter()
+        receipt = self.client.feedback(self.run_id, ticket_id, sent, token=self.token,
+                                       final=final)
+        self.meter.reported(sent, time.perf_counter() - t0)
+        return receipt
+
+    def metrics(self, *, window: int = 50, service: bool = True) -> dict[str, float]:
+        """`curator/*` numbers for any logger (see curator_client/_metrics.py): this
+        handle's last select and feedback, and with `service` (two GETs the run's token
+        may make) the model version, the tickets waiting to be applied and the in-run
+        control over the last `window` tickets (curator vs explore utility, zero-signal
+        share, reward)."""
+        out = self.meter.flat()
+        if service:
+            out |= service_metrics(self.info(), self.client.value(
+                self.run_id, window=window, token=self.token))
+        return out
 
     def batches(
         self, batch_size: int, pool_size: int | None = None, steps: int | None = None
@@ -175,13 +204,27 @@ class AsyncRun(_RunBase):
         return await self.client.get_run(self.run_id, token=self.token)
 
     async def select(self, batch_size: int, pool_size: int | None = None) -> AsyncBatch:
+        t0 = time.perf_counter()
         ticket = await self.client.select(self.run_id, batch_size, pool_size, token=self.token)
+        self.meter.selected(ticket, time.perf_counter() - t0)
         return AsyncBatch(self, ticket)
 
     async def feedback(self, ticket_id: str, results: Iterable[ResultLike], *,
                        final: bool = False) -> FeedbackReceipt:
-        return await self.client.feedback(self.run_id, ticket_id, results, token=self.token,
-                                          final=final)
+        sent = [result_to_json(r) for r in results]
+        t0 = time.perf_counter()
+        receipt = await self.client.feedback(self.run_id, ticket_id, sent, token=self.token,
+                                             final=final)
+        self.meter.reported(sent, time.perf_counter() - t0)
+        return receipt
+
+    async def metrics(self, *, window: int = 50, service: bool = True) -> dict[str, float]:
+        """See `Run.metrics`."""
+        out = self.meter.flat()
+        if service:
+            out |= service_metrics(await self.info(), await self.client.value(
+                self.run_id, window=window, token=self.token))
+        return out
 
     async def batches(
         self, batch_size: int, pool_size: int | None = None, steps: int | None = None

@@ -88,11 +88,13 @@ from torch.utils.data import Sampler
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
+from .._errors import CuratorError
 from ._core import IndexMap, TicketLedger
 from .torch import select_on_rank0, sequence_log_ratios
 
 if TYPE_CHECKING:
     from .._runs import Run
+    from ..config import CuratorConfig
 
 __all__ = [
     "CuratorFeedbackCallback",
@@ -191,11 +193,19 @@ class _Generation:
 class CuratorGRPOMixin:
     """Put before `GRPOTrainer` (or your subclass of it) in the bases; see the module doc.
 
-    Keyword arguments taken off the trainer's: `curator_run` (a `Run`), and optionally
-    `curator_id_field` / `curator_id_format` (the bank ↔ dataset mapping, positions by
-    default), `curator_pool_size`, `curator_strict` (raise on feedback errors),
-    `curator_log_ratios` (send per-rollout log π_new − log π_old with the rewards; on by
-    default, False sends rewards only).
+    Keyword arguments taken off the trainer's: `curator_run` (a `Run`) or
+    `curator_config` (a `CuratorConfig`, as `TrlParser` reads it: the run it names is
+    opened or created, and its pool size, log-ratio and metrics settings apply), and
+    optionally `curator_id_field` / `curator_id_format` (the bank ↔ dataset mapping,
+    positions by default), `curator_pool_size`, `curator_strict` (raise on feedback
+    errors), `curator_log_ratios` (send per-rollout log π_new − log π_old with the
+    rewards; on by default, False sends rewards only), `curator_metrics_window` (the
+    tickets the logged `curator/*` control statistics cover; 0: no requests for them).
+
+    Logging: every training `log` of the trainer carries `curator/*` metrics (model
+    version, curator and explore share, zero-signal share, curator vs explore utility,
+    select and feedback latency; curator_client/_metrics.py), so each `report_to`
+    backend records the curriculum beside the loss.
     """
 
     curator: TicketLedger
@@ -205,10 +215,25 @@ class CuratorGRPOMixin:
     _curator_capture: torch.Tensor | None = None
     _curator_generations: list[_Generation]
 
-    def __init__(self, *args: Any, curator_run: Run, curator_id_field: str | None = None,
+    def __init__(self, *args: Any, curator_run: Run | None = None,
+                 curator_config: CuratorConfig | None = None,
+                 curator_id_field: str | None = None,
                  curator_id_format: str | None = None, curator_pool_size: int | None = None,
-                 curator_strict: bool = False, curator_log_ratios: bool = True,
-                 **kwargs: Any) -> None:
+                 curator_strict: bool = False, curator_log_ratios: bool | None = None,
+                 curator_metrics_window: int | None = None, **kwargs: Any) -> None:
+        if (curator_run is None) == (curator_config is None):
+            raise TypeError("pass curator_run (a Run) or curator_config (a CuratorConfig)")
+        if curator_config is not None:
+            logger.info("curator: %s", curator_config.public())
+            curator_run = curator_config.open_run()
+            curator_pool_size = curator_pool_size or curator_config.curator_pool_size
+            if curator_log_ratios is None:
+                curator_log_ratios = curator_config.curator_log_ratios
+            if curator_metrics_window is None:
+                curator_metrics_window = curator_config.curator_metrics_window
+        curator_log_ratios = True if curator_log_ratios is None else curator_log_ratios
+        self.curator_metrics_window = (50 if curator_metrics_window is None
+                                       else int(curator_metrics_window))
         self._curator_generations = []
         super().__init__(*args, **kwargs)
         dataset = self.train_dataset
@@ -228,6 +253,29 @@ class CuratorGRPOMixin:
         self.curator_callback = CuratorFeedbackCallback(
             self.curator, self._curator_score if self.curator_log_ratios else None)
         self.add_callback(self.curator_callback)
+
+    # -- logging ------------------------------------------------------------------------
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """The trainer's own log, with `curator/*` metrics in its training entries."""
+        if self.model.training and self.accelerator.is_main_process:
+            logs.update(self.curator_metrics())
+        super().log(logs, *args, **kwargs)
+
+    def curator_metrics(self) -> dict[str, float]:
+        """`curator/*` numbers for this point of training; never raises (a Curator outage
+        leaves only what the trainer itself saw)."""
+        run = self.curator.run
+        out = {"curator/run_id": float(run.run_id),
+               "curator/tickets_dropped": float(self.curator.dropped),
+               "curator/results_unmatched": float(self.curator.unmatched)}
+        window = self.curator_metrics_window
+        try:
+            out |= run.metrics(window=window, service=window > 0)
+        except CuratorError as exc:
+            logger.warning("curator: metrics unavailable: %s", exc)
+            out |= run.meter.flat()
+        return out
 
     def _get_train_sampler(self, dataset: Any = None) -> Sampler:
         args = self.args
