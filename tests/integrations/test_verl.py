@@ -408,6 +408,51 @@ def test_results_from_batch_groups_by_uid_whatever_the_row_order() -> None:
         results_from_batch(batch)
 
 
+class _StandinTracking:
+    """verl.utils.tracking.Tracking as fit uses it: `log(data=metrics, step=...)`."""
+
+    def __init__(self) -> None:
+        self.logged: list[tuple[int, dict]] = []
+
+    def log(self, data, step, backend=None):
+        self.logged.append((step, dict(data)))
+
+
+def test_verl_tracking_gets_curator_metrics_each_step(admin, curator_url, tmp_path,
+                                                      monkeypatch) -> None:
+    from curator_client.integrations.verl import CuratorCurriculumSampler
+
+    rows = _verl_rows(30)
+    run, _ = _bank_and_run(admin, "verl-tracking", rows)
+    monkeypatch.setenv("CURATOR_RUN_TOKEN", run.token)
+    cfg = _data_config(curator_url, run)
+    cfg["sampler"]["curator"]["metrics_window"] = 10
+    kit = _standin_kit(tmp_path, rows, _Cfg(cfg))
+    tracking = type("Tracking", (_StandinTracking,), {})  # a class of its own to patch
+    sampler = CuratorCurriculumSampler(_StandinRLHFDataset(rows),
+                                       _Cfg(cfg), tracking_class=tracking)
+    kit.sampler, kit.loader = sampler, torch.utils.data.DataLoader(
+        kit.loader.dataset, batch_size=6, num_workers=0, drop_last=True,
+        collate_fn=_standin_collate, sampler=sampler)
+    tracker = tracking()
+    for step in range(1, 3):  # fit: update the sampler, then log the step's metrics
+        _fit(kit, steps=1, with_log_probs=True)
+        tracker.log(data={"actor/pg_loss": 0.1, "training/global_step": step}, step=step)
+    assert [s for s, _ in tracker.logged] == [1, 2]
+    for _, data in tracker.logged:
+        assert data["actor/pg_loss"] == 0.1  # verl's own metrics untouched
+        for key in ("curator/run_id", "curator/curator_share", "curator/select_seconds",
+                    "curator/batch_zero_signal_share", "curator/model_version"):
+            assert key in data, (key, sorted(data))
+    assert tracker.logged[-1][1]["curator/selects"] >= 2
+    off = type("Tracking", (_StandinTracking,), {})
+    cfg["sampler"]["curator"]["log_metrics"] = False
+    CuratorCurriculumSampler(_StandinRLHFDataset(rows), _Cfg(cfg), tracking_class=off)
+    quiet = off()
+    quiet.log(data={"x": 1.0}, step=1)
+    assert quiet.logged == [(1, {"x": 1.0})]  # log_metrics false: not wrapped
+
+
 def test_verl_sampler_config_errors() -> None:
     from curator_client.integrations.verl import CuratorCurriculumSampler
 

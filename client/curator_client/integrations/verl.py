@@ -24,7 +24,8 @@ Configure it with Hydra overrides of `python -m verl.trainer.main_ppo`:
     +data.sampler.curator.url=http://curator:8000
     +data.sampler.curator.run_id=7
     +data.sampler.curator.post_update_log_probs=true   # log-ratios (see below)
-    # optional: +data.sampler.curator.{pool_size,id_field,id_format,reward_key,strict}
+    # optional: +data.sampler.curator.{pool_size,id_field,id_format,reward_key,strict,
+    #                                   log_metrics,metrics_window} (README: one table)
 
 The run token is read from `CURATOR_RUN_TOKEN` (keep it out of the config: verl logs the
 whole config); `CURATOR_URL`, `CURATOR_RUN_ID`, `CURATOR_POOL_SIZE` and
@@ -98,6 +99,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._client import Client
+from .._errors import CuratorError
 from .._models import FeedbackReceipt
 from ._core import IndexMap, TicketLedger, get_field
 
@@ -124,6 +126,7 @@ __all__ = [
     "VERL_INTERFACE",
     "attach_post_update_log_probs",
     "install_post_update_log_probs",
+    "install_tracking_metrics",
     "results_from_batch",
 ]
 
@@ -297,6 +300,40 @@ def install_post_update_log_probs(trainer_class: type | None = None, *,
     return cls
 
 
+_TRACKED = "_curator_metrics_sources"
+
+
+def install_tracking_metrics(sampler: CuratorCurriculumSampler,
+                             tracking_class: type | None = None) -> type:
+    """Wrap `tracking_class.log` (verl's `verl.utils.tracking.Tracking` by default) so
+    that every step's metrics dict that `RayPPOTrainer.fit` hands to verl's tracking
+    (console, W&B, MLflow, SwanLab, TensorBoard…) carries the sampler's `curator/*`
+    metrics, sent in the same call. Idempotent per class; several samplers add theirs.
+
+    fit builds its `Tracking` inside `fit` and logs a local dict after `sampler.update`,
+    so the class is the one place to reach; this is what `data.sampler.curator.
+    log_metrics` (on by default) does when verl builds the sampler, in the same process.
+    """
+    if tracking_class is None:
+        from verl.utils.tracking import Tracking as tracking_class  # type: ignore[no-redef]
+    sources: list[CuratorCurriculumSampler] | None = getattr(tracking_class, _TRACKED, None)
+    if sources is None:
+        sources = []
+        current = tracking_class.log
+
+        @functools.wraps(current)
+        def log(self: Any, data: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            for source in getattr(type(self), _TRACKED, []):
+                data.update(source.metrics())
+            return current(self, data, *args, **kwargs)
+
+        tracking_class.log = log
+        setattr(tracking_class, _TRACKED, sources)
+    if sampler not in sources:
+        sources.append(sampler)
+    return tracking_class
+
+
 _TRAINER_CLASSES: dict[type, type] = {}
 
 
@@ -348,7 +385,8 @@ class CuratorCurriculumSampler(_Base):
     """
 
     def __init__(self, data_source: Any, data_config: Any, *, client: Client | None = None,
-                 trainer_class: type | None = None) -> None:
+                 trainer_class: type | None = None,
+                 tracking_class: type | None = None) -> None:
         sampler_cfg = data_config.get("sampler") or {}
         cfg = sampler_cfg.get("curator") or {}
         url = _setting(cfg, "url", "CURATOR_URL")
@@ -376,6 +414,13 @@ class CuratorCurriculumSampler(_Base):
         self.post_update_log_probs = _flag(_setting(cfg, "post_update_log_probs",
                                                     "CURATOR_POST_UPDATE_LOG_PROBS", False))
         self._warned_no_log_probs = False
+        self.metrics_window = int(_setting(cfg, "metrics_window", default=50))
+        if _flag(_setting(cfg, "log_metrics", default=True)):
+            try:
+                install_tracking_metrics(self, tracking_class)
+            except ImportError:  # no verl here (a test, or the sampler used alone)
+                logger.info("curator: verl's tracking not importable; call "
+                            "sampler.metrics() to log curator/* metrics")
         if self.post_update_log_probs:
             install_post_update_log_probs(trainer_class)
         else:
@@ -400,6 +445,21 @@ class CuratorCurriculumSampler(_Base):
 
     def __len__(self) -> int:
         return self.steps_per_epoch * self.batch_size
+
+    def metrics(self) -> dict[str, float]:
+        """`curator/*` numbers for this step (curator_client/_metrics.py): what the sampler
+        saw of its selects and feedback and, with `metrics_window` > 0, the service's
+        view. Never raises: a Curator outage leaves the sampler's own numbers."""
+        out = {"curator/run_id": float(self.run.run_id),
+               "curator/tickets_dropped": float(self.ledger.dropped),
+               "curator/results_unmatched": float(self.ledger.unmatched)}
+        try:
+            out |= self.run.metrics(window=self.metrics_window,
+                                    service=self.metrics_window > 0)
+        except CuratorError as exc:
+            logger.warning("curator: metrics unavailable: %s", exc)
+            out |= self.run.meter.flat()
+        return out
 
     def update(self, batch: Any = None, step_num: int | None = None, **kwargs: Any) -> None:
         """Send the step's rewards (and log-ratios when present) for its ticket(s).
