@@ -329,16 +329,33 @@ def _cmd_run_export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+VERBOSE_HELP = "more log output: -v info, -vv debug (serve and worker: CURATOR_LOG_LEVEL)"
+
+
+def _log_level(args: argparse.Namespace, settings: Settings) -> int:
+    """The server and the worker log at CURATOR_LOG_LEVEL (info by default: operators read
+    those logs); a one-shot command says only what went wrong unless asked (-v, -vv)."""
+    verbose = getattr(args, "verbose", 0) or 0
+    if getattr(args, "command", None) in ("serve", "worker") and not verbose:
+        return logging.getLevelName(settings.log_level.upper())
+    return {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+
+
 def build_parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
     see_env = "Settings come from CURATOR_* environment variables: see `curator --help`."
     p = argparse.ArgumentParser(prog="curator", description=__doc__, epilog=_env_epilog(),
                                 formatter_class=raw)
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help=VERBOSE_HELP)
     sub = p.add_subparsers(dest="command", required=True)
 
     def command(parent, name: str, help: str, **kw) -> argparse.ArgumentParser:
-        return parent.add_parser(name, help=help, description=help, epilog=see_env, **kw)
+        cmd = parent.add_parser(name, help=help, description=help, epilog=see_env, **kw)
+        # SUPPRESS: a subcommand's own default must not reset a `curator -v …` given first
+        cmd.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                         help=VERBOSE_HELP)
+        return cmd
 
     serve = command(sub, "serve", "start the API (embedded worker unless Redis is set)")
     serve.add_argument("--host", default="127.0.0.1",
@@ -420,8 +437,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"curator {' '.join(_command_words(args))}: {_settings_problem(exc)}",
               file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = _log_level(args, settings)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # faiss reports at INFO that it tried, and could not load, its AVX-512 build before
+    # loading the AVX2 one: a ModuleNotFoundError in the log that is not an error
+    logging.getLogger("faiss.loader").setLevel(max(level, logging.WARNING))
+    if not getattr(args, "verbose", 0):  # alembic's plugin set-up lines, at every start
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         return args.fn(args, settings) or 0
     except (CuratorError, OSError, OperationalError) as exc:
