@@ -321,7 +321,7 @@ def _cmd_run_export(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     sf = make_session_factory(make_engine(settings.sqlalchemy_url))
     try:
-        rows = write_parquet(sf, args.run, args.output)
+        rows = write_parquet(sf, args.run, args.output, problems=args.problems)
     except Missing as exc:
         print(f"curator run export: {exc}", file=sys.stderr)
         return 2
@@ -416,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp = command(runs, "export", "write a run's tickets, items and feedback as Parquet")
     exp.add_argument("run", type=int, help="run id")
     exp.add_argument("-o", "--output", required=True, help="the .parquet file to write")
+    exp.add_argument("--problems", action="store_true",
+                     help="add each row's prompt, answer and metadata (JSON) columns")
     exp.set_defaults(fn=_cmd_run_export)
 
     try:

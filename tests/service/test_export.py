@@ -97,3 +97,40 @@ async def test_cli_export_writes_the_same_rows(sqlite_settings, tmp_path, monkey
 def test_an_empty_stream_is_a_valid_file():
     data = b"".join(parquet_chunks(iter([pa.RecordBatch.from_pylist([], schema=SCHEMA)])))
     assert pq.read_table(io.BytesIO(data)).num_rows == 0
+
+
+async def test_exports_join_what_each_problem_was(sqlite_settings, tmp_path, monkeypatch):
+    """`?problems=true` (and `--problems`) carry prompt, answer and metadata; the paged
+    problem list gives the same per problem_id, so a plain export joins to it."""
+    import json
+
+    from curator.cli import main
+
+    async with running_app(sqlite_settings) as (client, _):
+        run_id, token = await _run_with_history(client)
+        bank_id = (await client.get(f"/v1/runs/{run_id}", headers=AUTH)).json()["bank_id"]
+        wide = pq.read_table(io.BytesIO((await client.get(
+            f"/v1/runs/{run_id}/export?problems=true", headers=bearer(token))).content))
+        plain = pq.read_table(io.BytesIO((await client.get(
+            f"/v1/runs/{run_id}/export", headers=bearer(token))).content))
+        listed, after = {}, -1
+        while after is not None:
+            page = (await client.get(f"/v1/banks/{bank_id}/problems?after={after}&limit=7",
+                                     headers=AUTH)).json()
+            assert len(page["problems"]) <= 7
+            listed.update({p["problem_id"]: p for p in page["problems"]})
+            after = page["next_after"]
+        r = await client.get(f"/v1/banks/{bank_id}/problems", headers=bearer(token))
+        assert r.status_code == 403  # a run token does not list banks
+    assert wide.column_names == plain.column_names + ["prompt", "answer", "metadata"]
+    assert wide.drop_columns(["prompt", "answer", "metadata"]).equals(plain)
+    for row in wide.to_pylist():
+        p = listed[row["problem_id"]]
+        assert (row["external_id"], row["prompt"], row["answer"]) == (
+            p["external_id"], p["prompt"], p["answer"])
+        assert json.loads(row["metadata"]) == p["metadata"]
+    monkeypatch.setenv("CURATOR_DATABASE_URL", sqlite_settings.sqlalchemy_url)
+    monkeypatch.setenv("CURATOR_DATA_DIR", str(sqlite_settings.data_dir))
+    out = tmp_path / "wide.parquet"
+    assert main(["run", "export", str(run_id), "-o", str(out), "--problems"]) == 0
+    assert pq.read_table(out).equals(wide)

@@ -89,6 +89,21 @@ class ProblemIn(_In):
     embedding: Annotated[list[Finite], Field(min_length=1, max_length=8192)] | None = None
 
 
+class ProblemOut(BaseModel):
+    problem_id: int = Field(description="the problem's position in the bank (what select "
+                                        "returns and feedback names)")
+    external_id: str
+    prompt: str
+    answer: str | None
+    metadata: dict[str, Any]
+
+
+class ProblemPage(BaseModel):
+    problems: list[ProblemOut]
+    next_after: int | None = Field(description="pass as `after` for the next page; null "
+                                               "on the last page")
+
+
 class ProblemsAdd(_In):
     problems: Annotated[list[ProblemIn], Field(min_length=1)]
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import BigInteger, ColumnElement, Select, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from curator.bank.files import BankFiles
 from curator.bank.ingest import payload_fetcher, row_fetcher
@@ -140,3 +140,14 @@ def categories(session: Session, bank_id: int, positions: np.ndarray,
     """Each position's category under `field`, in the order of `positions`."""
     values = field_values(session, bank_id, positions, field)
     return [as_category(values.get(p)) for p in positions.tolist()]
+
+
+def problems_page(session: Session, bank_id: int, *, after: int = -1,
+                  limit: int = 1000) -> list[Problem]:
+    """Up to `limit` problems with positions above `after`, in position order (a page of
+    `GET /v1/banks/{bank}/problems`: keyset paging, so a page costs the same deep into a
+    large bank). The embedding column is not read."""
+    return list(session.scalars(
+        select(Problem).options(defer(Problem.embedding))
+        .where(Problem.bank_id == bank_id, Problem.position > after)
+        .order_by(Problem.position).limit(limit)))

@@ -9,6 +9,7 @@ memory (`parquet_chunks`) rather than being loaded whole.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 
@@ -31,7 +32,15 @@ SCHEMA = pa.schema([
     ("mean_reward", pa.float64()), ("mean_abs_advantage", pa.float64()),
     ("rewards", pa.list_(pa.float64())), ("log_ratios", pa.list_(pa.float64())),
 ])
+# `problems=True`: what each problem was, so the export joins nothing to be read
+PROBLEM_FIELDS = [("prompt", pa.string()), ("answer", pa.string()),
+                  ("metadata", pa.string())]  # metadata as a JSON object's text
+SCHEMA_WITH_PROBLEMS = pa.schema(list(SCHEMA) + [pa.field(n, t) for n, t in PROBLEM_FIELDS])
 CHUNK_ROWS = 50_000
+
+
+def schema(problems: bool = False) -> pa.Schema:
+    return SCHEMA_WITH_PROBLEMS if problems else SCHEMA
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -42,8 +51,10 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def record_batches(session_factory: sessionmaker[Session], run_id: int,
-                   chunk: int = CHUNK_ROWS) -> Iterator[pa.RecordBatch]:
-    """The run's rows in step and rank order, `chunk` rows per batch (Missing if no run)."""
+                   chunk: int = CHUNK_ROWS, *,
+                   problems: bool = False) -> Iterator[pa.RecordBatch]:
+    """The run's rows in step and rank order, `chunk` rows per batch (Missing if no run);
+    with `problems`, each row's prompt, answer and metadata (JSON text) too."""
     with session_factory() as s:
         run = s.get(Run, run_id)
         if run is None:
@@ -55,7 +66,8 @@ def record_batches(session_factory: sessionmaker[Session], run_id: int,
                    Problem.external_id, TicketItem.source, TicketItem.logit,
                    TicketItem.propensity, Feedback.utility, Feedback.utility_kind,
                    Feedback.mean_reward, Feedback.mean_abs_advantage, Feedback.rewards,
-                   Feedback.log_ratios)
+                   Feedback.log_ratios,
+                   *((Problem.prompt, Problem.answer, Problem.meta) if problems else ()))
             .join(TicketItem, TicketItem.ticket_id == Ticket.id)
             .join(Problem, and_(Problem.bank_id == run.bank_id,
                                 Problem.position == TicketItem.problem_id))
@@ -77,7 +89,10 @@ def record_batches(session_factory: sessionmaker[Session], run_id: int,
                      "source", "logit", "propensity", "utility", "utility_kind",
                      "mean_reward", "mean_abs_advantage", "rewards", "log_ratios"]
             data.update({name: cols[7 + k] for k, name in enumerate(names)})
-            yield pa.RecordBatch.from_pydict(data, schema=SCHEMA)
+            if problems:
+                data["prompt"], data["answer"] = cols[21], cols[22]
+                data["metadata"] = [json.dumps(m or {}, ensure_ascii=False) for m in cols[23]]
+            yield pa.RecordBatch.from_pydict(data, schema=schema(problems))
 
 
 class _Sink:
@@ -111,11 +126,12 @@ class _Sink:
         return out
 
 
-def parquet_chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:
+def parquet_chunks(batches: Iterable[pa.RecordBatch],
+                   schema_: pa.Schema = SCHEMA) -> Iterator[bytes]:
     """A Parquet file's bytes, one row group per batch as it is written (an empty run is
     a valid file with no rows)."""
     sink = _Sink()
-    writer = pq.ParquetWriter(sink, SCHEMA, compression="zstd")
+    writer = pq.ParquetWriter(sink, schema_, compression="zstd")
     try:
         for batch in batches:
             writer.write_batch(batch)
@@ -126,11 +142,12 @@ def parquet_chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:
     yield sink.take()
 
 
-def write_parquet(session_factory: sessionmaker[Session], run_id: int, path) -> int:
+def write_parquet(session_factory: sessionmaker[Session], run_id: int, path, *,
+                  problems: bool = False) -> int:
     """Write the run's export to `path`; the number of rows."""
     rows = 0
-    with pq.ParquetWriter(str(path), SCHEMA, compression="zstd") as writer:
-        for batch in record_batches(session_factory, run_id):
+    with pq.ParquetWriter(str(path), schema(problems), compression="zstd") as writer:
+        for batch in record_batches(session_factory, run_id, problems=problems):
             writer.write_batch(batch)
             rows += batch.num_rows
     return rows

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -14,6 +16,8 @@ from curator.api.schemas import (
     BankList,
     BankPublic,
     IndexInfo,
+    ProblemOut,
+    ProblemPage,
     ProblemsAdd,
     ProblemsAdded,
 )
@@ -68,6 +72,21 @@ def list_banks(session: SessionDep, state: StateDep) -> BankList:
 def get(bank: BankDep, state: StateDep) -> BankPublic:
     """One bank, with its FAISS index state and the rows of its embedding store."""
     return bank_public(state, bank, with_index=True)
+
+
+@router.get("/{bank_id}/problems", summary="List a bank's problems (paged)")
+def list_problems(bank: BankDep, session: SessionDep,
+                  after: Annotated[int, Query(ge=-1, le=2**62, description=(
+                      "problems with problem_id above this; -1 from the start"))] = -1,
+                  limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> ProblemPage:
+    """What each problem of the bank is, by problem_id, a page at a time: join a run's
+    export or history to it (`problem_id` or `external_id`)."""
+    rows = access.problems_page(session, bank.id, after=after, limit=limit)
+    return ProblemPage(
+        problems=[ProblemOut(problem_id=p.position, external_id=p.external_id,
+                             prompt=p.prompt, answer=p.answer, metadata=p.meta or {})
+                  for p in rows],
+        next_after=rows[-1].position if len(rows) == limit else None)
 
 
 @router.post("/{bank_id}/problems", summary="Add problems to a bank (bulk)")

@@ -35,7 +35,7 @@ from curator.api.schemas import (
 )
 from curator.db.models import Bank
 from curator.runs import lifecycle
-from curator.runs.export import parquet_chunks, record_batches
+from curator.runs.export import parquet_chunks, record_batches, schema
 from curator.runs.feedback import ResultRecord, record_feedback, run_snapshot
 from curator.runs.selection import select_batch
 from curator.runs.value import value_report
@@ -181,10 +181,14 @@ def value(run: RunAuthDep, session: SessionDep,
             summary="Export the run's record as Parquet", responses={200: {
     "content": {"application/vnd.apache.parquet": {}},
     "description": "Parquet, one row per selected problem (runs/export.py)"}})
-def export(run: RunAuthDep, state: StateDep) -> StreamingResponse:
+def export(run: RunAuthDep, state: StateDep,
+           problems: Annotated[bool, Query(description=(
+               "add each row's prompt, answer and metadata (JSON text) columns"))] = False,
+           ) -> StreamingResponse:
     """The run's tickets, items (logit, propensity, source) and feedback as one Parquet
     file, streamed a row group at a time (admin or the run's own token)."""
-    chunks = parquet_chunks(record_batches(state.session_factory, run.id))
+    chunks = parquet_chunks(record_batches(state.session_factory, run.id, problems=problems),
+                            schema(problems))
     return StreamingResponse(chunks, media_type="application/vnd.apache.parquet", headers={
         "Content-Disposition": f'attachment; filename="run-{run.id}.parquet"'})
 
