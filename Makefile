@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export CURATOR_DATA_DIR ?= data
 
-.PHONY: run test test-fast lint bench bench-sim bench-scale bench-loop bench-load install clean
+.PHONY: run test test-fast lint bench bench-sim bench-scale bench-loop bench-load bench-trl install clean
 
 $(VENV)/.installed: pyproject.toml client/pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,12 @@ bench-loop: install
 
 bench-load: install    # needs PostgreSQL; starts its own Redis, 2 APIs and 2 workers
 	$(PY) bench/load.py
+
+# TRL GRPOTrainer through CuratorGRPOTrainer on reasoning-gym problems, against a live
+# `curator serve`: uniform vs actor_curator vs sec, 2 seeds (bench/trl_reasoning_gym.md).
+# Writes bench/results/trl-reasoning-gym.{md,png}. GPU / larger runs: ARGS="--device cuda ..."
+bench-trl: install
+	$(PY) bench/trl_reasoning_gym.py $(ARGS)
 
 clean:   # also the default data dir (dev database, banks, admin token)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis data
