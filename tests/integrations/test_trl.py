@@ -5,6 +5,7 @@ checked against a direct computation of log π_new − log π_old."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -410,3 +411,16 @@ def _two_process_worker() -> None:
 
 if __name__ == "__main__":
     _two_process_worker()
+
+
+def test_an_untested_trl_is_refused_with_the_range(monkeypatch) -> None:
+    from curator_client.integrations.trl import TRL_RANGE, check_trl_version
+
+    monkeypatch.delenv("CURATOR_ALLOW_UNTESTED_TRL", raising=False)
+    check_trl_version("1.16.0")
+    check_trl_version("1.16.7")
+    for version in ("1.15.0", "1.17.0", "2.0.0"):
+        with pytest.raises(ImportError, match=re.escape(TRL_RANGE)):
+            check_trl_version(version)
+    monkeypatch.setenv("CURATOR_ALLOW_UNTESTED_TRL", "1")
+    check_trl_version("1.17.0")  # warned, allowed

@@ -79,11 +79,14 @@ required (an `IterableDataset` cannot be indexed by a sampler).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
+import trl
+from packaging.version import Version
 from torch.utils.data import Sampler
 from transformers import TrainerCallback
 from trl import GRPOTrainer
@@ -105,6 +108,31 @@ __all__ = [
 ]
 
 logger = logging.getLogger("curator_client.integrations")
+
+TRL_TESTED = (Version("1.16"), Version("1.17"))
+"""The TRL releases this integration is tested with: >= the first, < the second (it
+overrides private `GRPOTrainer` methods, which any release may change). Every release in
+the range is run by CI (`.ci/run`); today that is 1.16.0 alone (1.15 fails the tests)."""
+TRL_RANGE = f"trl>={TRL_TESTED[0]},<{TRL_TESTED[1]}"
+ALLOW_UNTESTED_ENV = "CURATOR_ALLOW_UNTESTED_TRL"
+
+
+def check_trl_version(version: str) -> None:
+    """ImportError naming the tested range for a TRL outside it, unless
+    CURATOR_ALLOW_UNTESTED_TRL=1 (then a warning): better to fail at import than to train
+    on silently wrong log-ratios."""
+    if TRL_TESTED[0] <= Version(version) < TRL_TESTED[1]:
+        return
+    message = (f"curator_client.integrations.trl is tested with {TRL_RANGE} (it overrides "
+               f"private GRPOTrainer methods) and found trl {version}")
+    if os.environ.get(ALLOW_UNTESTED_ENV, "").strip().lower() in {"1", "true", "yes"}:
+        logger.warning("curator: %s; %s is set: trying anyway", message, ALLOW_UNTESTED_ENV)
+        return
+    raise ImportError(f"{message}: pip install '{TRL_RANGE}', or set "
+                      f"{ALLOW_UNTESTED_ENV}=1 to try this version anyway")
+
+
+check_trl_version(trl.__version__)
 
 INDEX_COLUMN = "curator_index"
 """Column holding each row's dataset index, added to the train dataset."""
