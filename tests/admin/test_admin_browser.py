@@ -110,9 +110,14 @@ def _populate(url: str) -> dict[str, int]:
             for step in range(ROUNDS):
                 ticket = c.post(f"/v1/runs/{run_id}/select", headers=run_auth,
                                 json={"batch_size": 32, "pool_size": 128}).json()
+                # utilities (medium teaches most) with the group's rewards: medium's
+                # groups differ, the rest are all-solved or all-failed (no signal)
                 results = [{"problem_id": p["problem_id"],
                             "utility": (2e-3 if p["metadata"]["difficulty"] == "medium"
-                                        else 1e-4 * float(rng.random()))}
+                                        else 1e-4 * float(rng.random())),
+                            "rewards": ([1.0, 0.0, 1.0, 0.0]
+                                        if p["metadata"]["difficulty"] == "medium"
+                                        else [float(step > 8)] * 4)}
                            for p in ticket["problems"]]
                 r = c.post(f"/v1/runs/{run_id}/feedback", headers=run_auth,
                            json={"ticket_id": ticket["ticket_id"], "results": results})
@@ -188,7 +193,8 @@ def test_dashboard_renders_runs_in_chromium(server):
             assert page.input_value("#field-picker") == "difficulty"
             legend = page.inner_text("#chart-mass-time .legend")
             assert all(level in legend for level in LEVELS), legend
-            for chart in ("entropy", "utility", "loss", "source", "hist", "mass-now", "control"):
+            for chart in ("entropy", "utility", "loss", "source", "hist", "mass-now", "control",
+                          "reward", "zero"):
                 paths = page.locator(f"#chart-{chart} svg [data-series]").count()
                 assert paths > 0, f"chart {chart} drew nothing"
             assert "entropy / log M" in page.inner_text("#chart-entropy .legend")
@@ -198,12 +204,30 @@ def test_dashboard_renders_runs_in_chromium(server):
             kpis = page.inner_text("#kpis").lower()
             assert "active" in kpis and "effective support" in kpis
 
+            # the drill-down: a top problem's visits (step, source, propensity, Û, rewards)
+            page.click("#top-problems tbody tr:first-child")
+            page.wait_for_selector("#problem-visits tbody tr")
+            detail = page.inner_text("#problem-detail")
+            assert "medium" in detail and "selected" in detail, detail
+            first_visit = page.inner_text("#problem-visits tbody tr:first-child")
+            assert first_visit.endswith("1 0 1 0") and "curator" in first_visit, first_visit
+            assert "Û" in page.inner_text("#problem-visits thead")
+
             # compare both runs side by side
             page.check(f"input[aria-label='compare run {flat}']")
             page.check(f"input[aria-label='compare run {learn}']")
             page.wait_for_selector("#card-compare:not([hidden])")
             page.wait_for_selector("#chart-cmp-mass svg rect[data-series='medium']")
             assert "uniform-baseline" in page.text_content("#compare")
+            for chart in ("cmp-reward", "cmp-reward-n", "cmp-zero", "cmp-entropy", "cmp-utility"):
+                lines = page.locator(f"#chart-{chart} svg [data-series]").count()
+                assert lines >= 2, f"compare chart {chart} drew {lines} series"
+            assert "problems trained on" in page.inner_text("#chart-cmp-reward-n")
+            assert "mean reward" in page.text_content("#compare")
+            # both runs' statuses read from ticket ages (all applied, active: idle)
+            statuses = page.eval_on_selector_all("#runs tbody .badge",
+                                                 "bs => bs.map(b => b.textContent)")
+            assert set(statuses) <= {"idle", "waiting", "training"}, statuses
             page.evaluate("window.scrollTo(0, 0)")
             page.wait_for_timeout(300)
             page.screenshot(path=str(shot), full_page=True)

@@ -286,3 +286,53 @@ async def test_queue_lag_while_the_worker_is_behind(settings):
         assert 0.04 < q["lag_seconds"] < 60 and q["last_applied_at"] is None
         d = (await client.get(f"/v1/runs/{run_id}/distribution", headers=AUTH)).json()
         assert d["queue"]["pending"] == 1 and d["queue"]["lag_seconds"] >= q["lag_seconds"]
+
+
+def _age_tickets(url: str, run_id: int, seconds: float) -> None:
+    """Move the run's ticket timestamps `seconds` into the past (as if time passed)."""
+    from datetime import timedelta
+
+    from sqlalchemy import create_engine, select, update
+
+    from curator.db.models import Ticket
+
+    engine = create_engine(url)
+    cols = (Ticket.created_at, Ticket.reported_at, Ticket.applied_at)
+    with engine.begin() as c:
+        for row in c.execute(select(Ticket.id, *cols).where(Ticket.run_id == run_id)).all():
+            moved = {col.key: getattr(row, col.key) - timedelta(seconds=seconds)
+                     for col in cols if getattr(row, col.key) is not None}
+            c.execute(update(Ticket).where(Ticket.id == row.id).values(moved))
+    engine.dispose()
+
+
+async def test_run_status_reads_ticket_ages_and_a_problem_drills_down(settings):
+    async with running_app(settings) as (client, _):
+        bank = await make_bank(client, n=40)
+        run_id, token = await make_run(client, bank, "actor_curator")
+        await rounds(client, run_id, token, 2, lambda p: 0.01, batch=8, pool=16)
+        status = lambda: client.get("/v1/runs", headers=AUTH)  # noqa: E731
+        mine = lambda runs: next(r for r in runs if r["run_id"] == run_id)  # noqa: E731
+        assert mine((await status()).json()["runs"])["status"] == "idle"
+        # a prefetched batch the trainer never reports: waiting, then finished once quiet
+        t = (await client.post(f"/v1/runs/{run_id}/select", headers=bearer(token),
+                               json={"batch_size": 8, "pool_size": 16})).json()
+        assert mine((await status()).json()["runs"])["status"] == "waiting"
+        _age_tickets(settings.sqlalchemy_url, run_id, 600)
+        assert mine((await status()).json()["runs"])["status"] == "finished"
+
+        # the drill-down: the problem and each time this run selected it
+        pid = t["problems"][0]["problem_id"]
+        r = await client.get(f"/v1/runs/{run_id}/problems/{pid}", headers=AUTH)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["problem_id"] == pid and body["prompt"].startswith("problem number")
+        assert body["visits"][0]["ticket_id"] == t["ticket_id"]  # newest first, unreported
+        assert body["visits"][0]["utility"] is None
+        steps = [v["step"] for v in body["visits"]]
+        assert steps == sorted(steps, reverse=True)
+        assert all(0 < v["propensity"] <= 1 for v in body["visits"])
+        assert (await client.get(f"/v1/runs/{run_id}/problems/9999",
+                                 headers=AUTH)).status_code == 404
+        assert (await client.get(f"/v1/runs/{run_id}/problems/{pid}",
+                                 headers=bearer(token))).status_code == 403

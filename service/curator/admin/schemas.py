@@ -7,7 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-RunStatus = Literal["new", "waiting", "training", "idle", "revoked"]
+# new: no ticket yet · training: feedback waiting for the worker · waiting: batches out,
+# feedback not back yet · idle: all applied, recently active · finished: nothing for 2
+# min · stale: feedback unapplied for 5 min (no worker keeping up) · revoked
+RunStatus = Literal["new", "waiting", "training", "idle", "finished", "stale", "revoked"]
 
 
 class QueueState(BaseModel):
@@ -20,6 +23,7 @@ class QueueState(BaseModel):
     outstanding: int  # issued, feedback not yet reported by the trainer
     lag_seconds: float  # age of the oldest pending ticket (0 when none)
     last_applied_at: datetime | None
+    idle_seconds: float | None = None  # since the last select or apply
 
 
 class HistoryPointPublic(BaseModel):
@@ -137,3 +141,27 @@ class RunComparison(BaseModel):
 class Comparison(BaseModel):
     by: str | None
     runs: list[RunComparison]
+
+
+class ProblemVisit(BaseModel):
+    step: int
+    ticket_id: str
+    model_version: int
+    source: str
+    logit: float
+    propensity: float
+    utility: float | None  # Û as the service computed it from the feedback
+    utility_kind: str | None
+    mean_reward: float | None
+    rewards: list[float] | None
+
+
+class ProblemVisits(BaseModel):
+    """One problem and each time a run selected it, newest first."""
+
+    problem_id: int
+    external_id: str
+    prompt: str
+    answer: str | None
+    metadata: dict[str, Any]
+    visits: list[ProblemVisit]

@@ -29,6 +29,8 @@ from curator.admin.schemas import (
     HistoryPage,
     HistoryPointPublic,
     MassBy,
+    ProblemVisit,
+    ProblemVisits,
     QueueState,
     RunStatus,
     RunSummary,
@@ -40,7 +42,7 @@ from curator.bank import access
 from curator.bank.files import BankFiles
 from curator.curation.sampler import entropy, softmax
 from curator.curation.types import Pool, Strategy
-from curator.db.models import Bank, HistoryPoint, Problem, Run, Ticket, TicketItem
+from curator.db.models import Bank, Feedback, HistoryPoint, Problem, Run, Ticket, TicketItem
 from curator.selected_by import OTHER_VALUE, field_counts, group_value
 from curator.tickets import TicketState
 
@@ -76,17 +78,19 @@ def queue_states(*, session: Session, run_ids: Sequence[int]) -> dict[int, Queue
     counts: dict[int, dict[str, int]] = {rid: {} for rid in run_ids}
     oldest: dict[int, datetime | None] = {}
     last: dict[int, datetime | None] = {}
+    issued_last: dict[int, datetime | None] = {}
     for chunk in _chunks(list(run_ids)):
         for rid, state, n in session.execute(
                 select(Ticket.run_id, Ticket.state, func.count())
                 .where(Ticket.run_id.in_(chunk)).group_by(Ticket.run_id, Ticket.state)):
             counts[rid][state] = n
-        for rid, old, new in session.execute(
+        for rid, old, new, made in session.execute(
                 select(Ticket.run_id,
                        func.min(case((Ticket.state == TicketState.REPORTED, Ticket.reported_at))),
-                       func.max(Ticket.applied_at))
+                       func.max(Ticket.applied_at), func.max(Ticket.created_at))
                 .where(Ticket.run_id.in_(chunk)).group_by(Ticket.run_id)):
             oldest[rid], last[rid] = _aware(old), _aware(new)
+            issued_last[rid] = _aware(made)
     now = datetime.now(timezone.utc)
     out = {}
     for rid in run_ids:
@@ -99,8 +103,19 @@ def queue_states(*, session: Session, run_ids: Sequence[int]) -> dict[int, Queue
             issued=issued, reported=reported, applied=applied, pending=reported - applied,
             outstanding=issued - reported,
             lag_seconds=max(0.0, (now - old).total_seconds()) if old else 0.0,
-            last_applied_at=last.get(rid))
+            last_applied_at=last.get(rid),
+            idle_seconds=_since(now, last.get(rid), issued_last.get(rid)))
     return out
+
+
+def _since(now: datetime, *moments: datetime | None) -> float | None:
+    """Seconds since the latest of `moments` (None when there is none)."""
+    known = [m for m in moments if m is not None]
+    return max(0.0, (now - max(known)).total_seconds()) if known else None
+
+
+STALE_AFTER_S = 300.0  # feedback waiting this long to be applied: no worker is keeping up
+FINISHED_AFTER_S = 120.0  # no select and no apply for this long: the trainer has stopped
 
 
 def run_status(run: Run, queue: QueueState) -> RunStatus:
@@ -109,10 +124,14 @@ def run_status(run: Run, queue: QueueState) -> RunStatus:
     if queue.issued == 0:
         return "new"
     if queue.pending:
-        return "training"  # feedback reported, the worker has not applied it yet
+        # feedback reported, the worker has not applied it yet — for minutes: stale
+        return "stale" if queue.lag_seconds > STALE_AFTER_S else "training"
+    quiet = queue.idle_seconds is not None and queue.idle_seconds > FINISHED_AFTER_S
     if queue.outstanding:
-        return "waiting"  # batches handed out, the trainer has not reported yet
-    return "idle"
+        # batches handed out, not reported yet; with nothing happening for minutes the
+        # trainer has stopped (a loader's prefetched batch is never reported)
+        return "finished" if quiet else "waiting"
+    return "finished" if quiet else "idle"
 
 
 def _point(h: HistoryPoint, pool_size: int | None) -> HistoryPointPublic:
@@ -336,3 +355,31 @@ def distribution(*, session: Session, session_factory: sessionmaker[Session], ru
         histogram=ScoreHistogram(edges=[float(e) for e in edges],
                                  counts=[int(c) for c in counts],
                                  mass=[float(m) for m in bin_mass]))
+
+
+def problem_visits(*, session: Session, run: Run, problem_id: int,
+                   limit: int = 200) -> ProblemVisits | None:
+    """One problem of the run's bank: what it is, and each time the run selected it (the
+    newest `limit`): step, version, source, logit, propensity, and what the trainer
+    reported (Û, rewards). Reads the run's ticket items (no per-problem index: a
+    drill-down, not a hot path)."""
+    problem = session.get(Problem, (run.bank_id, problem_id))
+    if problem is None:
+        return None
+    rows = session.execute(
+        select(Ticket.step, Ticket.id, Ticket.model_version, TicketItem.source,
+               TicketItem.logit, TicketItem.propensity, Feedback.utility,
+               Feedback.utility_kind, Feedback.mean_reward, Feedback.rewards)
+        .join(TicketItem, TicketItem.ticket_id == Ticket.id)
+        .outerjoin(Feedback, (Feedback.ticket_id == TicketItem.ticket_id)
+                   & (Feedback.problem_id == TicketItem.problem_id))
+        .where(Ticket.run_id == run.id, TicketItem.problem_id == problem_id)
+        .order_by(Ticket.step.desc()).limit(limit)).all()
+    visits = [ProblemVisit(step=r.step, ticket_id=r.id, model_version=r.model_version,
+                           source=r.source, logit=r.logit, propensity=r.propensity,
+                           utility=r.utility, utility_kind=r.utility_kind,
+                           mean_reward=r.mean_reward, rewards=r.rewards)
+              for r in rows]
+    return ProblemVisits(problem_id=problem_id, external_id=problem.external_id,
+                         prompt=problem.prompt, answer=problem.answer,
+                         metadata=problem.meta or {}, visits=visits)

@@ -136,4 +136,9 @@ def control_sums(batch: list[Observation]) -> dict[str, float]:
                       and np.isfinite(o.utility)], dtype=np.float64)
         out |= {f"ctl_{key}_n": float(u.size), f"ctl_{key}_sum": float(u.sum()),
                 f"ctl_{key}_sq": float((u * u).sum())}
+        # groups whose rewards were all equal (mean |A| = 0: no GRPO signal), of those
+        # reported with rewards: the dashboard's zero-signal share over steps
+        a = [o.mean_abs_advantage for o in batch if o.source == source
+             and o.mean_abs_advantage is not None and np.isfinite(o.mean_abs_advantage)]
+        out |= {f"zs_{key}_n": float(len(a)), f"zs_{key}_zero": float(sum(x == 0 for x in a))}
     return out

@@ -197,11 +197,18 @@ class Updater:
                 if moved != 1 or taken != 1:
                     raise _Overtaken
                 write_checkpoint(s, run.id, version, strategy)
+                # mean_utility: the mean Û of the step's reported problems, as the trainer's
+                # feedback made it (one unit everywhere: dashboard, client metrics, export);
+                # the strategy's own windowed, scaled mean goes to extra.scaled_utility
+                extra = dict(stats.extra) | control_sums(batch)
+                if stats.mean_utility is not None:
+                    extra["scaled_utility"] = float(stats.mean_utility)
                 s.add(HistoryPoint(run_id=run.id, ticket_id=ticket_id, step=ticket.step,
                                    model_version=version, n_items=len(batch), loss=stats.loss,
-                                   mean_utility=stats.mean_utility, mean_reward=stats.mean_reward,
+                                   mean_utility=_mean_utility(batch),
+                                   mean_reward=stats.mean_reward,
                                    entropy=ticket.pool_entropy, curator_share=curator_share,
-                                   extra=dict(stats.extra) | control_sums(batch),
+                                   extra=extra,
                                    selected_by=selected_counts(s, bank.id, ticket_id)))
                 if self.handover is None or not self._stage(run_id, version, prepared):
                     prepared = None
@@ -290,6 +297,11 @@ class Updater:
                         mean_reward=r.mean_reward, mean_abs_advantage=r.mean_abs_advantage)
             for i, r in enumerate(rows)
         ], share
+
+
+def _mean_utility(batch: list[Observation]) -> float | None:
+    values = [o.utility for o in batch if o.utility is not None and np.isfinite(o.utility)]
+    return float(np.mean(values)) if values else None
 
 
 def _run_stats(stats: dict | None, batch: list[Observation]) -> dict:

@@ -16,6 +16,7 @@ const HISTORY_PAGE = 5000;
 const MAX_POINTS = 50000;
 const LAG_SAMPLES = 240;
 const RUNS_PAGE = 25;
+const UTILITY_TIP = "mean Û of the step's reported problems: per problem mean_i A_i·s_i (A the group-normalised advantage, s the rollout's mean token log-ratio; with rewards only, mean |A|), the unit of the client's curator/* metrics";
 
 const S = {
   token: sessionStorage.getItem(TOKEN_KEY),
@@ -28,6 +29,7 @@ const S = {
   lag: {}, // run id -> [{t, pending, lag}]
   compare: new Set(),
   compareData: null,
+  problemId: null, // the top-problems row whose visits are shown
   runsFilter: "", // the runs list's filter text
   runsShown: RUNS_PAGE, // how many matching runs the list shows
   timer: null,
@@ -667,8 +669,9 @@ function renderKpis(run, d) {
       h("small", {}, ` / ${d.n_scored.toLocaleString("en-US")}`)),
       `${pct(d.effective_share)} of ${scored}`, d.effective_share,
       "exp(entropy): the number of problems a uniform distribution with the same entropy covers"),
-    kpi("Utility (last 10)", h("span", {}, fmt(util, 3)),
-      `loss ${fmt(loss, 3)}` + (finite(reward) ? ` · reward ${fmt(reward, 3)}` : "")),
+    kpi("Utility Û (last 10 steps)", h("span", {}, fmt(util, 3)),
+      `loss ${fmt(loss, 3)}` + (finite(reward) ? ` · reward ${fmt(reward, 3)}` : ""), null,
+      UTILITY_TIP),
     kpi("Queue", h("span", {}, String(q.pending), h("small", {}, " pending")),
       `lag ${seconds(q.lag_seconds)} · ${q.outstanding} unreported`, null,
       "pending: feedback reported, not yet applied by the worker; unreported: batches handed " +
@@ -732,6 +735,13 @@ function renderSeries() {
     refs: [{ y: 1, label: "uniform" }], emptyText: none });
   lineChart($("chart-utility"), series("mean_utility", "mean utility", "#3a9b5c"),
     { xLabel: "step", yLabel: "utility", emptyText: none, refs: [{ y: 0 }] });
+  const w0 = Math.max(5, Math.min(50, Math.round(pts.length / 10)));
+  const z = zeroSeries(pts, w0);
+  lineChart($("chart-zero"), [
+    { name: "curator items", color: "#2f6fb3", points: z.cur },
+    { name: "explore items", color: "#e07b39", points: z.exp },
+  ], { yMin: 0, yMax: 1, yFormat: pct, xLabel: `step (rolling ${w0})`, yLabel: "zero-signal share",
+    emptyText: "Needs feedback with rewards (groups of rollouts)." });
   lineChart($("chart-loss"), series("loss", "loss", "#c0392b"),
     { xLabel: "step", yLabel: "loss", emptyText: "No loss recorded (this strategy has none)." });
   if (rewards) {
@@ -742,6 +752,24 @@ function renderSeries() {
     { name: "curator", color: "#2f6fb3", points: pts.map((p) => [p.step, p.curator_share]) },
     { name: "uniform floor (explore)", color: "#e07b39", points: pts.map((p) => [p.step, p.explore_share]) },
   ], { yMin: 0, yMax: 1, yFormat: pct, xLabel: "step", yLabel: "share of batch", emptyText: none });
+}
+
+/** Rolling share of groups with no reward variance, per source, from the per-step counts
+ * the worker keeps with each history point (curation/control.py: zs_*). */
+function zeroSeries(pts, window) {
+  const rows = pts.filter((p) => p.extra && finite(p.extra.zs_cur_n));
+  const out = { cur: [], exp: [], all: [] };
+  const acc = [0, 0, 0, 0];
+  const keys = ["zs_cur_n", "zs_cur_zero", "zs_exp_n", "zs_exp_zero"];
+  for (let i = 0; i < rows.length; i++) {
+    keys.forEach((k, j) => { acc[j] += rows[i].extra[k]; });
+    if (i >= window) keys.forEach((k, j) => { acc[j] -= rows[i - window].extra[k]; });
+    const [nc, zc, ne, ze] = acc, step = rows[i].step;
+    out.cur.push([step, nc > 0 ? zc / nc : null]);
+    out.exp.push([step, ne > 0 ? ze / ne : null]);
+    out.all.push([step, nc + ne > 0 ? (zc + ze) / (nc + ne) : null]);
+  }
+  return out;
 }
 
 /** Rolling curator − explore mean Û with a Welch 95% interval, from the per-step sums the
@@ -792,7 +820,8 @@ function renderTop(d) {
       return h("span", { class: "chip" + (k === S.by ? " key" : "") },
         k === S.by ? h("span", { class: "dot", style: `background:${colors[v] || "#999"}` }) : null, `${k}: ${v}`);
     });
-    return h("tr", {},
+    return h("tr", { onclick: () => showProblem(t.problem_id), "data-problem": t.problem_id,
+      class: S.problemId === t.problem_id ? "current" : null },
       h("td", { class: "num" }, t.rank),
       h("td", { class: "ext", title: `problem_id ${t.problem_id}` }, t.external_id),
       h("td", { class: "prompt", title: t.prompt }, t.prompt),
@@ -809,6 +838,45 @@ function renderTop(d) {
       h("th", {}, "prompt"), h("th", {}, "metadata"), h("th", { class: "num" }, "score"),
       h("th", { class: "num" }, "probability"), h("th", { class: "num", title: "q × n" }, "vs uniform"))),
     h("tbody", {}, rows)));
+}
+
+async function showProblem(problemId) {
+  S.problemId = problemId;
+  const box = $("problem-detail");
+  const runId = S.runId;
+  box.hidden = false;
+  box.replaceChildren(h("div", { class: "empty" }, "Loading…"));
+  for (const tr of document.querySelectorAll("#top-problems tbody tr")) {
+    tr.classList.toggle("current", Number(tr.dataset.problem) === problemId);
+  }
+  let p;
+  try {
+    p = await api(`/v1/runs/${runId}/problems/${problemId}?limit=50`);
+  } catch (err) {
+    box.replaceChildren(h("div", { class: "empty" }, `Could not load: ${err.message}`));
+    return;
+  }
+  if (runId !== S.runId || S.problemId !== problemId) return;
+  const rows = p.visits.map((v) => h("tr", {},
+    h("td", { class: "num" }, v.step), h("td", { class: "num" }, `v${v.model_version}`),
+    h("td", {}, v.source), h("td", { class: "num" }, fmt(v.logit, 3)),
+    h("td", { class: "num" }, fmt(v.propensity, 4)),
+    h("td", { class: "num", title: UTILITY_TIP }, fmt(v.utility, 4)),
+    h("td", { class: "num" }, fmt(v.mean_reward, 3)),
+    h("td", { class: "rewards" }, v.rewards ? v.rewards.map((r) => fmt(r, 2)).join(" ") : "–")));
+  box.replaceChildren(
+    h("h3", {}, `${p.external_id} · problem ${p.problem_id} · selected ${p.visits.length}` +
+      (p.visits.length === 50 ? "+ times (newest 50)" : " times")),
+    h("div", { class: "prompt-full" }, p.prompt),
+    h("div", { class: "meta" }, Object.entries(p.metadata).map(([k, v]) => `${k}: ${v}`).join(" · ")),
+    p.visits.length ? h("div", { class: "table-wrap" }, h("table", { id: "problem-visits" },
+      h("thead", {}, h("tr", {}, h("th", { class: "num" }, "step"), h("th", { class: "num" }, "version"),
+        h("th", {}, "source"), h("th", { class: "num" }, "logit"),
+        h("th", { class: "num", title: "q(x): the probability it was drawn with" }, "propensity"),
+        h("th", { class: "num", title: UTILITY_TIP }, "Û"), h("th", { class: "num" }, "reward"),
+        h("th", {}, "rewards"))),
+      h("tbody", {}, rows)))
+      : h("div", { class: "empty" }, "Not selected by this run yet."));
 }
 
 function renderHist(d) {
@@ -869,7 +937,8 @@ function renderRuns() {
     h("thead", {}, h("tr", {}, h("th", {}, "compare"), h("th", {}, "run"), h("th", {}, "strategy"),
       h("th", {}, "status"), h("th", { class: "num" }, "step · version"),
       h("th", { class: "num" }, "pending · lag"),
-      h("th", { class: "num" }, "utility"), h("th", { class: "num" }, "H / log M"),
+      h("th", { class: "num", title: UTILITY_TIP + " (the last applied step)" }, "Û (last step)"),
+      h("th", { class: "num" }, "H / log M"),
       h("th", { class: "num" }, "curator"))),
     h("tbody", {}, rows)));
 }
@@ -881,14 +950,27 @@ function renderCompare() {
   card.hidden = false;
   $("compare-hint").textContent = `${c.runs.length} runs side by side` +
     (c.by ? `, grouped by ${c.by}` : "") + "; each run's current curator scored on the same problems";
-  const entropy = [], utility = [];
+  const entropy = [], utility = [], reward = [], rewardN = [], zero = [];
   for (const x of c.runs) {
     const color = runColor(x.run.run_id);
+    const name = runLabel(x.run);
     const pts = x.history.points;
     const w = smoothWindow(pts.length);
-    entropy.push({ name: runLabel(x.run), color, points: smooth(pts.map((p) => [p.step, p.entropy_ratio]), w) });
-    utility.push({ name: runLabel(x.run), color, points: smooth(pts.map((p) => [p.step, p.mean_utility]), w) });
+    entropy.push({ name, color, points: smooth(pts.map((p) => [p.step, p.entropy_ratio]), w) });
+    utility.push({ name, color, points: smooth(pts.map((p) => [p.step, p.mean_utility]), w) });
+    const r = smooth(pts.map((p) => [p.step, p.mean_reward]), w);
+    reward.push({ name, color, points: r });
+    let seen = 0; // problems trained on so far (reported items of applied steps)
+    const cum = pts.map((p) => (seen += p.n_items || 0));
+    rewardN.push({ name, color, points: r.map((pt, i) => [cum[i], pt[1]]) });
+    zero.push({ name, color, points: zeroSeries(pts, Math.max(5, Math.min(50, Math.round(pts.length / 10)))).all });
   }
+  const noReward = "No rewards reported (utility-only feedback).";
+  lineChart($("chart-cmp-reward"), reward, { xLabel: "step", yLabel: "mean reward", emptyText: noReward });
+  lineChart($("chart-cmp-reward-n"), rewardN, { xLabel: "problems trained on", xName: "problems",
+    yLabel: "mean reward", emptyText: noReward });
+  lineChart($("chart-cmp-zero"), zero, { yMin: 0, yMax: 1, yFormat: pct, xLabel: "step",
+    yLabel: "zero-signal share", emptyText: noReward });
   lineChart($("chart-cmp-entropy"), entropy, { yMin: 0, yMax: 1.05, xLabel: "step",
     yFormat: (v) => fmt(v, 2), refs: [{ y: 1, label: "uniform" }] });
   lineChart($("chart-cmp-utility"), utility, { xLabel: "step", refs: [{ y: 0 }] });
@@ -908,7 +990,8 @@ function renderCompare() {
         const g = x.distribution.mass_by?.groups[0];
         return g ? `${g.value}: ${pct(g.mass)}` : "–";
       }),
-      row("utility (last 10)", (x) => fmt(recentMean(x.history.points, "mean_utility", 10), 3)),
+      row("mean reward (last 10)", (x) => fmt(recentMean(x.history.points, "mean_reward", 10), 3)),
+      row("utility Û (last 10)", (x) => fmt(recentMean(x.history.points, "mean_utility", 10), 3)),
       row("queue pending · lag", (x) => `${x.run.queue.pending} · ${seconds(x.run.queue.lag_seconds)}`))));
 }
 
@@ -918,7 +1001,7 @@ function renderCompareMass(c) {
   const values = naturalSort([...new Set(c.runs.flatMap((x) => (x.distribution.mass_by?.groups || []).map((g) => g.value)))]);
   const colors = colorsFor(c.by, values);
   const rowH = 30;
-  const f = frame(box, Math.max(120, c.runs.length * rowH + 40), { top: 8, right: 12, bottom: 24, left: 110 });
+  const f = frame(box, Math.max(120, c.runs.length * rowH + 40), { top: 8, right: 12, bottom: 24, left: 150 });
   const xs = linearScale(0, 1, f.x0, f.x1);
   for (const v of [0, 0.25, 0.5, 0.75, 1]) {
     s("line", { x1: xs(v), x2: xs(v), y1: f.y0, y2: f.y1, class: "gridline" }, f.svg);
@@ -926,8 +1009,10 @@ function renderCompareMass(c) {
   }
   c.runs.forEach((x, i) => {
     const y = f.y0 + i * rowH + 4;
-    text(f.svg, f.x0 - 8, y + 14, runLabel(x.run).slice(0, 16), { class: "tick-label", "text-anchor": "end",
-      style: "fill:#4a5566;font-size:12px" });
+    const label = runLabel(x.run);
+    const t = text(f.svg, f.x0 - 8, y + 14, label.length > 20 ? `${label.slice(0, 19)}…` : label,
+      { class: "tick-label", "text-anchor": "end", style: "fill:#4a5566;font-size:12px" });
+    s("title", {}, t).textContent = label;
     let acc = 0;
     const groups = x.distribution.mass_by?.groups || [];
     for (const v of values) {
@@ -965,6 +1050,8 @@ function selectRun(id) {
   if (bank(currentRun()) !== bank(S.runs.find((r) => r.run_id === id))) S.by = undefined;
   S.runId = id;
   S.dist = null;
+  S.problemId = null;
+  $("problem-detail").hidden = true;
   $("run-picker").value = String(id);
   refresh();
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
@@ -14,6 +14,7 @@ from curator.admin.schemas import (
     Comparison,
     DistributionPublic,
     HistoryPage,
+    ProblemVisits,
     RunComparison,
     RunList,
 )
@@ -68,6 +69,21 @@ def history(run: RunDep, session: SessionDep,
     """Per-step series recorded by the worker, paged forward by step."""
     return views.history(session=session, run=run, after=after, limit=limit, by=by,
                          max_values=max_values)
+
+
+@router.get("/v1/runs/{run_id}/problems/{problem_id}", dependencies=[AdminDep],
+            summary="One problem and each time the run selected it (admin)")
+def problem(run: RunDep, session: SessionDep,
+            problem_id: Annotated[int, Path(ge=0, le=2**62)],
+            limit: Annotated[int, Query(ge=1, le=1000, description="newest visits")] = 200,
+            ) -> ProblemVisits:
+    """The dashboard's drill-down from the top-problems table: the problem, and per visit
+    the step, model version, source, logit, propensity, Û and rewards."""
+    out = views.problem_visits(session=session, run=run, problem_id=problem_id, limit=limit)
+    if out is None:
+        raise NotFound(f"problem {problem_id} not in run {run.id}'s bank",
+                       {"problem_id": problem_id})
+    return out
 
 
 @router.get("/v1/compare", dependencies=[AdminDep], summary="Compare runs side by side (admin)")
