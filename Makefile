@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export CURATOR_DATA_DIR ?= data
 
-.PHONY: run test test-fast lint bench bench-sim bench-scale bench-loop bench-load bench-trl install clean
+.PHONY: run test test-fast lint docs bench bench-sim bench-scale bench-loop bench-load bench-trl install clean
 
 $(VENV)/.installed: pyproject.toml client/pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -26,10 +26,15 @@ run: install
 
 test: install
 	$(VENV)/bin/lint-imports --no-cache
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q   # a broken docs link fails
 	$(PY) -m pytest -q
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
+
+docs: install   # the documentation site (docs/, mkdocs.yml) into artifacts/site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+	@echo "open artifacts/site/index.html"
 
 lint: install
 	$(VENV)/bin/ruff check service client tests bench

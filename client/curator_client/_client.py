@@ -464,7 +464,7 @@ class Client(_BaseClient):
               token: str | None = None) -> dict[str, Any]:
         """Is the curriculum paying off? The curator's items against the run's uniform
         explore items over the last `window` reported tickets (0: all); admin or the
-        run's token. See the README's "In-run control"."""
+        run's token. See docs/dashboard.md and docs/api.md."""
         return self._send(self._value_call(run_id, window, token))
 
     def revoke_run(self, run_id: int) -> dict[str, Any]:
