@@ -110,7 +110,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # (fastapi-offline), not a CDN: they work on an offline cluster.
     app = FastAPIOffline(title="Curator", version="0.1.0", lifespan=lifespan,
                          summary="Curriculum-as-a-service for RL post-training (Actor-Curator)",
-                         generate_unique_id_function=_operation_id)
+                         generate_unique_id_function=_operation_id,
+                         redoc_url=None)  # ours (api/routes/admin.py): no CDN logo
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(banks.router, responses=ERROR_RESPONSES)

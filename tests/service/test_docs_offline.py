@@ -43,3 +43,15 @@ async def test_swagger_ui_renders_openapi_3_1(sqlite_settings):
         bundle = (await client.get(js)).text
         major = re.search(r'PACKAGE_VERSION:"(\d+)\.\d+\.\d+"', bundle)
         assert major and int(major.group(1)) >= 5, "Swagger UI < 5 shows a blank page for 3.1"
+
+
+async def test_redoc_bundle_fetches_nothing_from_outside(sqlite_settings):
+    """The stock ReDoc bundle loads the Redocly logo from cdn.redoc.ly at page load."""
+    async with running_app(sqlite_settings) as (client, _):
+        html = (await client.get("/redoc")).text
+        js = next(u for u in _asset_urls(html) if u.endswith(".js"))
+        bundle = (await client.get(js)).text
+    assert len(bundle) > 500_000  # the real ReDoc
+    remote = set(re.findall(r"""src:\s*["'](https?://[^"']+)""", bundle))
+    assert not remote, remote
+    assert "/admin/static/favicon.svg" in bundle

@@ -6,7 +6,9 @@ sessionStorage and sends it as a bearer header to the JSON endpoints it draws fr
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
+from pathlib import Path
 
 ASSETS = {
     "index.html": "text/html; charset=utf-8",
@@ -22,3 +24,17 @@ def asset(name: str) -> tuple[bytes, str] | None:
     if media is None:
         return None
     return resources.files("curator.admin").joinpath("static", name).read_bytes(), media
+
+
+REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"  # the bundle's "by Redocly" image
+
+
+@functools.cache
+def redoc_bundle() -> bytes:
+    """fastapi-offline's ReDoc bundle with its one remote reference (the sidebar's Redocly
+    logo, fetched from a CDN at page load) pointed at Curator's own icon: /redoc then
+    loads nothing from outside the service."""
+    import fastapi_offline
+
+    bundle = (Path(fastapi_offline.__file__).parent / "static" / "redoc.standalone.js")
+    return bundle.read_bytes().replace(REDOC_LOGO, b"/admin/static/favicon.svg")

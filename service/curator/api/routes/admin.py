@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from curator.admin import views
-from curator.admin.page import asset
+from curator.admin.page import asset, redoc_bundle
 from curator.admin.schemas import (
     Comparison,
     DistributionPublic,
@@ -120,6 +120,23 @@ def compare(session: SessionDep, state: StateDep,
 def dashboard() -> HTMLResponse:
     content, _ = asset("index.html")
     return HTMLResponse(content, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/redoc", include_in_schema=False)
+def redoc() -> HTMLResponse:
+    """ReDoc, fully offline (the stock page's bundle fetches a logo from a CDN)."""
+    from fastapi.openapi.docs import get_redoc_html
+
+    return get_redoc_html(openapi_url="/openapi.json", title="Curator - ReDoc",
+                          redoc_js_url="/admin/static/redoc.standalone.js",
+                          redoc_favicon_url="/admin/static/favicon.svg",
+                          with_google_fonts=False)
+
+
+@router.get("/admin/static/redoc.standalone.js", include_in_schema=False)
+def redoc_js() -> Response:
+    return Response(redoc_bundle(), media_type="text/javascript; charset=utf-8",
+                    headers={"Cache-Control": "max-age=3600"})
 
 
 @router.get("/admin/static/{name}", include_in_schema=False)
