@@ -268,6 +268,12 @@ class _BaseClient:
         return self._admin_get_call(f"/v1/runs/{int(run_id)}/history", by=by, after=after,
                                     limit=limit)
 
+    def _log_metrics_call(self, run_id: int, step: int, metrics: Mapping[str, float],
+                          token: str | None) -> _Call[Any]:
+        body = {"step": int(step), "metrics": {str(k): float(v) for k, v in metrics.items()}}
+        return _Call("POST", f"/v1/runs/{int(run_id)}/metrics", _parser(lambda d: d), body,
+                     token, retry=True)  # a repeat is a replay
+
     def _value_call(self, run_id: int, window: int, token: str | None) -> _Call[Any]:
         return _Call("GET", f"/v1/runs/{int(run_id)}/value?window={int(window)}",
                      _parser(lambda d: d), token=token, retry=True)
@@ -460,6 +466,13 @@ class Client(_BaseClient):
         """One page of the run's per-step series (admin); follow `next_after`."""
         return self._send(self._history_call(run_id, by, after, limit))
 
+    def log_metrics(self, run_id: int, step: int, metrics: Mapping[str, float], *,
+                    token: str | None = None) -> dict[str, Any]:
+        """Report the trainer's own numbers for a step (eval accuracy, …): the dashboard's
+        comparison plots them. Retried; the same numbers again are a replay, another
+        value for a kept (step, name) is a `Conflict`."""
+        return self._send(self._log_metrics_call(run_id, step, metrics, token))
+
     def value(self, run_id: int, *, window: int = 50,
               token: str | None = None) -> dict[str, Any]:
         """Is the curriculum paying off? The curator's items against the run's uniform
@@ -639,6 +652,11 @@ class AsyncClient(_BaseClient):
     async def history(self, run_id: int, *, by: str | None = None, after: int | None = None,
                       limit: int | None = None) -> dict[str, Any]:
         return await self._send(self._history_call(run_id, by, after, limit))
+
+    async def log_metrics(self, run_id: int, step: int, metrics: Mapping[str, float], *,
+                          token: str | None = None) -> dict[str, Any]:
+        """See `Client.log_metrics`."""
+        return await self._send(self._log_metrics_call(run_id, step, metrics, token))
 
     async def value(self, run_id: int, *, window: int = 50,
                     token: str | None = None) -> dict[str, Any]:

@@ -160,6 +160,10 @@ class Run(_RunBase):
         self.meter.reported(sent, time.perf_counter() - t0)
         return receipt
 
+    def log_metrics(self, step: int, metrics: Mapping[str, float]) -> dict[str, Any]:
+        """Report the trainer's own numbers for a step (see `Client.log_metrics`)."""
+        return self.client.log_metrics(self.run_id, step, metrics, token=self.token)
+
     def metrics(self, *, window: int = 50, service: bool = True) -> dict[str, float]:
         """`curator/*` numbers for any logger (see curator_client/_metrics.py): this
         handle's last select and feedback, and with `service` (two GETs the run's token
@@ -217,6 +221,9 @@ class AsyncRun(_RunBase):
                                              final=final)
         self.meter.reported(sent, time.perf_counter() - t0)
         return receipt
+
+    async def log_metrics(self, step: int, metrics: Mapping[str, float]) -> dict[str, Any]:
+        return await self.client.log_metrics(self.run_id, step, metrics, token=self.token)
 
     async def metrics(self, *, window: int = 50, service: bool = True) -> dict[str, float]:
         """See `Run.metrics`."""

@@ -126,6 +126,10 @@ def _populate(url: str) -> dict[str, int]:
                 while c.get(f"/v1/runs/{run_id}").json()["tickets"]["applied"] <= step:
                     assert time.monotonic() < deadline, "the worker did not apply feedback"
                     time.sleep(0.02)
+                if step % 4 == 3:  # the trainer's own eval, every 4 steps
+                    r = c.post(f"/v1/runs/{run_id}/metrics", headers=run_auth, json={
+                        "step": step + 1, "metrics": {"eval_accuracy": 0.1 + 0.02 * step}})
+                    assert r.status_code == 200, r.text
     return runs
 
 
@@ -223,6 +227,8 @@ def test_dashboard_renders_runs_in_chromium(server):
                 lines = page.locator(f"#chart-{chart} svg [data-series]").count()
                 assert lines >= 2, f"compare chart {chart} drew {lines} series"
             assert "problems trained on" in page.inner_text("#chart-cmp-reward-n")
+            assert "eval_accuracy" in page.inner_text("#cmp-metric-title")
+            assert page.locator("#chart-cmp-metric svg [data-series]").count() >= 2
             assert "mean reward" in page.text_content("#compare")
             # both runs' statuses read from ticket ages (all applied, active: idle)
             statuses = page.eval_on_selector_all("#runs tbody .badge",

@@ -32,7 +32,9 @@ pytestmark = pytest.mark.anyio
 RUN_TOKEN_OPS = {("get", "/v1/runs/{run_id}"), ("post", "/v1/runs/{run_id}/select"),
                  ("post", "/v1/runs/{run_id}/feedback"),
                  ("get", "/v1/runs/{run_id}/export"),  # the run's own record
-                 ("get", "/v1/runs/{run_id}/value")}
+                 ("get", "/v1/runs/{run_id}/value"),
+                 ("post", "/v1/runs/{run_id}/metrics"),  # the trainer's own numbers
+                 ("get", "/v1/runs/{run_id}/metrics")}
 PUBLIC_OPS = {("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics")}  # no secrets
 
 
@@ -43,7 +45,7 @@ def admin_operations(app) -> list[tuple[str, str]]:
 
 
 def request_for(client, method: str, path: str, *, bank_id: int, run_id: int, headers):
-    url = path.format(bank_id=bank_id, run_id=run_id)
+    url = path.format(bank_id=bank_id, run_id=run_id, problem_id=0)
     params = {"runs": str(run_id)} if path == "/v1/compare" else None
     body = {"name": "x", "bank_id": bank_id, "problems": [{"external_id": "z", "prompt": "z"}]}
     if method == "get":

@@ -286,9 +286,24 @@ class CuratorGRPOMixin:
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """The trainer's own log, with `curator/*` metrics in its training entries."""
-        if self.model.training and self.accelerator.is_main_process:
-            logs.update(self.curator_metrics())
+        if self.accelerator.is_main_process:
+            if self.model.training:
+                logs.update(self.curator_metrics())
+            else:
+                self._curator_send_eval(logs)
         super().log(logs, *args, **kwargs)
+
+    def _curator_send_eval(self, logs: dict[str, float]) -> None:
+        """An evaluation's numbers (eval_*) to the run, for the dashboard's comparison."""
+        numbers = {k: float(v) for k, v in logs.items()
+                   if k.startswith("eval_") and isinstance(v, int | float)
+                   and not isinstance(v, bool) and v == v and abs(v) < 1e12}
+        if not numbers:
+            return
+        try:
+            self.curator.run.log_metrics(int(self.state.global_step), numbers)
+        except CuratorError as exc:
+            logger.warning("curator: eval metrics not sent: %s", exc)
 
     def curator_metrics(self) -> dict[str, float]:
         """`curator/*` numbers for this point of training; never raises (a Curator outage

@@ -25,7 +25,7 @@ Configure it with Hydra overrides of `python -m verl.trainer.main_ppo`:
     +data.sampler.curator.run_id=7
     +data.sampler.curator.post_update_log_probs=true   # log-ratios (see below)
     # optional: +data.sampler.curator.{pool_size,id_field,id_format,reward_key,strict,
-    #                                   log_metrics,metrics_window} (docs/integrations.md: one table)
+    #                                   log_metrics,metrics_window}: docs/integrations.md
 
 The run token is read from `CURATOR_RUN_TOKEN` (keep it out of the config: verl logs the
 whole config); `CURATOR_URL`, `CURATOR_RUN_ID`, `CURATOR_POOL_SIZE` and

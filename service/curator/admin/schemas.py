@@ -136,6 +136,7 @@ class RunComparison(BaseModel):
     run: RunSummary
     distribution: DistributionPublic
     history: HistoryPage
+    metrics: dict[str, list[list[float]]] = {}  # the trainer's reported numbers
 
 
 class Comparison(BaseModel):

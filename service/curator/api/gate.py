@@ -21,7 +21,7 @@ from curator.runs import tokens
 
 _WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 # writes that accept a run's own token; every other /v1 write is admin-only
-_RUN_WRITES = re.compile(r"^/v1/runs/[^/]+/(select|feedback)/?$")
+_RUN_WRITES = re.compile(r"^/v1/runs/[^/]+/(select|feedback|metrics)/?$")
 
 
 class AuthGate:

@@ -35,6 +35,7 @@ EXTRA: dict[tuple[str, str], set[int]] = {
     ("post", "/v1/runs"): {404},  # the bank, or init_from's run
     ("post", "/v1/runs/{run_id}/select"): {409},  # Idempotency-Key reused for another size
     ("post", "/v1/runs/{run_id}/feedback"): {409, 410},  # a different result; TTL
+    ("post", "/v1/runs/{run_id}/metrics"): {409},  # another value for a kept number
     ("get", "/v1/compare"): {404},  # a run of the list
 }
 

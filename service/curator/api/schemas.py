@@ -319,3 +319,26 @@ class Readiness(BaseModel):
     checks: dict[str, bool] = Field(description="db, queue, worker, model")
     workers: WorkerHealth | None = Field(description="null when the database cannot be read")
     error: ErrorDetail | None = None
+
+
+MetricName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00]+$")]
+MetricValue = Annotated[float, Field(allow_inf_nan=False, ge=-1e12, le=1e12)]
+
+
+class MetricsIn(_In):
+    """Numbers the trainer measured at one of its steps (eval accuracy, pass@k, …)."""
+
+    step: Annotated[int, _WHOLE, Field(ge=0, le=2**31 - 1, strict=True, description=(
+        "the trainer's step (any counter it plots against; the run's select step is "
+        "the natural one)"))]
+    metrics: Annotated[dict[MetricName, MetricValue], Field(min_length=1, max_length=200)]
+
+
+class MetricsReceiptOut(BaseModel):
+    accepted: int = Field(description="numbers kept by this post")
+    replayed: int = Field(description="numbers already kept with the same value")
+
+
+class MetricSeries(BaseModel):
+    metrics: dict[str, list[list[float]]] = Field(
+        description="name → [[step, value], …] in step order")

@@ -181,3 +181,17 @@ class WorkerBeat(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     beat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     applied: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class RunMetric(Base):
+    """A number the trainer reported for a step of its run (`POST /v1/runs/{run}/metrics`):
+    eval accuracy, pass@k, … — what the dashboard's comparison plots beside reward."""
+
+    __tablename__ = "run_metrics"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

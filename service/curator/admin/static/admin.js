@@ -974,6 +974,18 @@ function renderCompare() {
   lineChart($("chart-cmp-entropy"), entropy, { yMin: 0, yMax: 1.05, xLabel: "step",
     yFormat: (v) => fmt(v, 2), refs: [{ y: 1, label: "uniform" }] });
   lineChart($("chart-cmp-utility"), utility, { xLabel: "step", refs: [{ y: 0 }] });
+  // numbers the trainers reported (POST /v1/runs/{run}/metrics), e.g. eval accuracy:
+  // the first name every compared run has, else the first any has
+  const names = c.runs.map((x) => Object.keys(x.metrics || {}));
+  const shared = names.length ? names[0].filter((n) => names.every((ns) => ns.includes(n))) : [];
+  const metric = shared.sort()[0] || [...new Set(names.flat())].sort()[0];
+  $("cmp-metric-cell").hidden = !metric;
+  if (metric) {
+    $("cmp-metric-title").textContent = `${metric} (reported by the trainer)`;
+    lineChart($("chart-cmp-metric"), c.runs.filter((x) => x.metrics?.[metric]).map((x) => ({
+      name: runLabel(x.run), color: runColor(x.run.run_id), points: x.metrics[metric] })),
+      { xLabel: "trainer step", yLabel: metric });
+  }
   renderCompareMass(c);
   const cell = (fn) => c.runs.map((x) => h("td", { class: "num" }, fn(x)));
   const row = (label, fn) => h("tr", {}, h("th", {}, label), cell(fn));

@@ -21,6 +21,7 @@ from curator.admin.schemas import (
 from curator.api.deps import AdminDep, RunDep, SessionDep, StateDep
 from curator.api.errors import InvalidRequest, NotFound
 from curator.db.models import Bank, Run
+from curator.runs.metrics import metric_series
 from curator.state import AppState
 
 router = APIRouter(tags=["admin"])
@@ -112,7 +113,8 @@ def compare(session: SessionDep, state: StateDep,
             distribution=_distribution(state, session, run, sample=sample, by=by, top=top,
                                        bins=bins),
             history=views.history(session=session, run=run, limit=points, by=by,
-                                  max_values=max_values, tail=True)))
+                                  max_values=max_values, tail=True),
+            metrics=metric_series(session, run.id, limit=points * 20)))
     return Comparison(by=by, runs=out)
 
 

@@ -24,6 +24,9 @@ from curator.api.errors import InvalidRequest
 from curator.api.schemas import (
     FeedbackReceipt,
     FeedbackRequest,
+    MetricSeries,
+    MetricsIn,
+    MetricsReceiptOut,
     Revoked,
     RunCreate,
     RunCreated,
@@ -37,6 +40,7 @@ from curator.db.models import Bank
 from curator.runs import lifecycle
 from curator.runs.export import parquet_chunks, record_batches, schema
 from curator.runs.feedback import ResultRecord, record_feedback, run_snapshot
+from curator.runs.metrics import metric_series, record_metrics
 from curator.runs.selection import select_batch
 from curator.runs.value import value_report
 
@@ -165,6 +169,21 @@ async def feedback(run: RunAuthDep, body: FeedbackRequest, state: StateDep,
     return FeedbackReceipt(ticket_id=receipt.ticket_id, accepted=receipt.accepted,
                            state=receipt.state, replayed=receipt.replayed,
                            reported=receipt.reported, expected=receipt.expected)
+
+
+@router.post("/{run_id}/metrics", summary="Report the trainer's own numbers for a step")
+def post_metrics(run: RunAuthDep, body: MetricsIn, session: SessionDep) -> MetricsReceiptOut:
+    """Eval accuracy, pass@k or any number the trainer measures, at one of its steps: the
+    dashboard's comparison plots them beside reward. Kept once; the same number again is
+    a replay, another value for a kept (step, name) a 409."""
+    receipt = record_metrics(session, run.id, body.step, body.metrics)
+    return MetricsReceiptOut(accepted=receipt.accepted, replayed=receipt.replayed)
+
+
+@router.get("/{run_id}/metrics", summary="The trainer's reported numbers, per name")
+def get_metrics(run: RunAuthDep, session: SessionDep) -> MetricSeries:
+    """Every number reported with `POST …/metrics`, as series in step order."""
+    return MetricSeries(metrics=metric_series(session, run.id))
 
 
 @router.get("/{run_id}/value", summary="Is the curriculum paying off? (in-run control)")
