@@ -20,9 +20,9 @@ from curator.api.schemas import ErrorResponse
 from curator.bank.files import BankFiles
 from curator.config import Settings
 from curator.db.session import make_engine, make_session_factory
-from curator.runs.announcements import preload_versions
-from curator.runs.prescore import SelectionHandover
-from curator.runs.snapshots import SnapshotCache
+from curator.selection.announcements import preload_versions
+from curator.selection.prescore import SelectionHandover
+from curator.selection.snapshots import SnapshotCache
 from curator.state import AppState
 from curator.worker.loop import run_worker
 from curator.worker.queue import InProcessQueue, RedisStreamQueue
@@ -58,9 +58,10 @@ def build_state(settings: Settings) -> AppState:
     engine = make_engine(settings.sqlalchemy_url)
     session_factory = make_session_factory(engine)
     files = BankFiles(settings.data_dir)
+    versions = None
     if settings.redis_url:
-        queue = RedisStreamQueue(settings.redis_url, settings.feedback_stream,
-                                 settings.worker_group)
+        queue = versions = RedisStreamQueue(settings.redis_url, settings.feedback_stream,
+                                            settings.worker_group)
     else:
         queue = InProcessQueue()
     snapshots = SnapshotCache(session_factory, device)
@@ -70,7 +71,7 @@ def build_state(settings: Settings) -> AppState:
                           max_attempts=settings.max_apply_attempts,
                           handover=SelectionHandover(snapshots, session_factory, files, device))
     return AppState(settings=settings, engine=engine, session_factory=session_factory,
-                    files=files, snapshots=snapshots, queue=queue,
+                    files=files, snapshots=snapshots, queue=queue, versions=versions,
                     updater=updater, device=device,
                     admin_tokens=[admin, *settings.extra_admin_tokens])
 
@@ -86,11 +87,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.worker_task = asyncio.create_task(
                 run_worker(state.queue, state.updater, state.stop,
                            session_factory=state.session_factory,
-                           ticket_ttl_s=settings.ticket_ttl_s))
+                           ticket_ttl_s=settings.ticket_ttl_s, versions=state.versions))
         preload = None
-        if hasattr(state.queue, "versions"):
+        if state.versions is not None:
             preload = asyncio.create_task(preload_versions(
-                state.queue, state.snapshots, state.session_factory, state.files,
+                state.versions, state.snapshots, state.session_factory, state.files,
                 state.stop))
         try:
             yield

@@ -126,7 +126,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         try:
             await run_worker(state.queue, state.updater, state.stop,
                              session_factory=state.session_factory,
-                             ticket_ttl_s=settings.ticket_ttl_s)
+                             ticket_ttl_s=settings.ticket_ttl_s, versions=state.versions)
         finally:
             await state.queue.close()
             state.engine.dispose()
@@ -162,10 +162,11 @@ def import_rows(settings: Settings, sf, bank, batches, total: int | None, fields
     """Ingest batches of row dicts with a progress bar; returns (added, duplicates)."""
     from tqdm import tqdm
 
+    from curator.bank.access import payload_fetcher, row_fetcher
     from curator.bank.embed import make_embedder
     from curator.bank.files import BankFiles
     from curator.bank.importer import records
-    from curator.bank.ingest import add_problems, payload_fetcher, row_fetcher
+    from curator.bank.ingest import ingest
     from curator.curation.scorer import resolve_device
 
     device = str(resolve_device(settings.device))
@@ -178,12 +179,9 @@ def import_rows(settings: Settings, sf, bank, batches, total: int | None, fields
     with sf() as s, tqdm(total=total, desc=desc, unit="problem", disable=quiet) as bar:
         bank = s.merge(bank)
         for rows in batches:
-            result = add_problems(session=s, bank=bank, problems=records(rows, fields, offset),
-                                  embedder=embedder, device=device)
-            if result.added:
-                store.append(result.first_position, result.vectors, row_fetcher(sf, bank.id))
-                payloads.append(result.first_position, result.payloads,
-                                payload_fetcher(sf, bank.id))
+            result = ingest(session=s, session_factory=sf, files=files, bank=bank,
+                            problems=records(rows, fields, offset), embedder=embedder,
+                            device=device)
             added += result.added
             dups += len(result.duplicates)
             offset += len(rows)

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from curator.bank.files import BankFiles
 from curator.config import Settings
 from curator.metrics import Metrics
-from curator.runs.snapshots import SnapshotCache
-from curator.worker.queue import FeedbackQueue
+from curator.selection.snapshots import SnapshotCache
+from curator.worker.queue import FeedbackQueue, VersionChannel
 from curator.worker.updater import Updater
 
 
@@ -24,6 +24,7 @@ class AppState:
     files: BankFiles
     snapshots: SnapshotCache
     queue: FeedbackQueue
+    versions: VersionChannel | None  # separate workers' announcements (Redis); None: one process
     updater: Updater | None
     device: str
     admin_tokens: list[str]

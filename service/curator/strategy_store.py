@@ -1,6 +1,6 @@
 """A run's strategy as stored: built from the run, loaded from a checkpoint, written to one.
 
-The API (selection copies, runs/snapshots.py) and the worker (training copies,
+The API (selection copies, selection/snapshots.py) and the worker (training copies,
 worker/updater.py) both go through these, so a version means the same bytes to both.
 
 A checkpoint is stored in two parts: `selection`, what scoring reads (for actor_curator

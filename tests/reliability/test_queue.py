@@ -47,7 +47,7 @@ async def test_a_version_announcement_carries_the_prescored_pool(own_redis):
 
     import numpy as np
 
-    from curator.runs.prescore import Prescored
+    from curator.selection.prescored import Prescored
 
     scores = Prescored(version=7, start=4096, bank_size=10_000,
                        positions=np.array([5, 9_999, 0, 17], dtype=np.int64),

@@ -73,7 +73,7 @@ def test_parquet_import_provided_vectors_and_store_rebuild(sqlite_settings, tmp_
     store = files.store(bank.id, bank.dim)
     # the store is a derived cache: delete it and it is rebuilt from the database
     store.path.unlink()
-    from curator.bank.ingest import row_fetcher
+    from curator.bank.access import row_fetcher
     from curator.db.session import make_engine, make_session_factory
 
     sf = make_session_factory(make_engine(sqlite_settings.sqlalchemy_url))

@@ -89,8 +89,8 @@ def test_staged_state_serves_only_the_version_it_was_staged_for():
     failed commit drops them (a retry may commit another model under the same number)."""
     from types import SimpleNamespace
 
-    from curator.runs.prescore import Prescored
-    from curator.runs.snapshots import SnapshotCache
+    from curator.selection.prescored import Prescored
+    from curator.selection.snapshots import SnapshotCache
 
     cache = SnapshotCache(session_factory=None, device="cpu")  # never reads: no misses
     run = SimpleNamespace(id=1, bank_id=1)

@@ -18,9 +18,35 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from curator.bank.files import BankFiles
-from curator.bank.ingest import payload_fetcher, row_fetcher
-from curator.bank.store import EmbeddingStore
+from curator.bank.store import EmbeddingStore, RowFetcher
 from curator.db.models import Bank, Problem
+
+
+def payload_fetcher(session_factory, bank_id: int):
+    """A fetcher the payload store uses to fill itself from the database."""
+
+    def fetch(start: int, limit: int):
+        with session_factory() as s:
+            return list(s.execute(
+                select(Problem.position, Problem.external_id, Problem.prompt, Problem.answer,
+                       Problem.meta)
+                .where(Problem.bank_id == bank_id, Problem.position >= start)
+                .order_by(Problem.position).limit(limit)).all())
+
+    return fetch
+
+
+def row_fetcher(session_factory, bank_id: int) -> RowFetcher:
+    """A fetcher the embedding store uses to fill itself from the database."""
+
+    def fetch(start: int, limit: int) -> list[tuple[int, bytes]]:
+        with session_factory() as s:
+            return list(s.execute(
+                select(Problem.position, Problem.embedding)
+                .where(Problem.bank_id == bank_id, Problem.position >= start)
+                .order_by(Problem.position).limit(limit)).all())
+
+    return fetch
 
 
 def synced_store(files: BankFiles, session_factory: sessionmaker[Session],

@@ -12,9 +12,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from curator.bank import access
 from curator.bank.embed import Embedder, EmbedderError, bank_dim, make_embedder
+from curator.bank.files import BankFiles
 from curator.bank.payloads import encode as encode_payload
-from curator.bank.store import RowFetcher
 from curator.db.models import Bank, Problem
 from curator.errors import Invalid
 
@@ -164,28 +165,17 @@ def add_problems(*, session: Session, bank: Bank, problems: Sequence[ProblemReco
     raise RuntimeError("unreachable")
 
 
-def payload_fetcher(session_factory, bank_id: int):
-    """A fetcher the payload store uses to fill itself from the database."""
-
-    def fetch(start: int, limit: int):
-        with session_factory() as s:
-            return list(s.execute(
-                select(Problem.position, Problem.external_id, Problem.prompt, Problem.answer,
-                       Problem.meta)
-                .where(Problem.bank_id == bank_id, Problem.position >= start)
-                .order_by(Problem.position).limit(limit)).all())
-
-    return fetch
-
-
-def row_fetcher(session_factory, bank_id: int) -> RowFetcher:
-    """A fetcher the embedding store uses to fill itself from the database."""
-
-    def fetch(start: int, limit: int) -> list[tuple[int, bytes]]:
-        with session_factory() as s:
-            return list(s.execute(
-                select(Problem.position, Problem.embedding)
-                .where(Problem.bank_id == bank_id, Problem.position >= start)
-                .order_by(Problem.position).limit(limit)).all())
-
-    return fetch
+def ingest(*, session: Session, session_factory, files: BankFiles, bank: Bank,
+           problems: Sequence[ProblemRecord], embedder: Embedder | None = None,
+           device: str = "cpu") -> AddResult:
+    """Add `problems` to the bank (committed) and append what was added to the process's
+    embedding store and payload cache: the one ingest path of the API route and the CLI."""
+    result = add_problems(session=session, bank=bank, problems=problems, embedder=embedder,
+                          device=device)
+    if result.added:
+        files.store(bank.id, bank.dim).append(
+            result.first_position, result.vectors, access.row_fetcher(session_factory, bank.id))
+        files.payloads(bank.id).append(
+            result.first_position, result.payloads,
+            access.payload_fetcher(session_factory, bank.id))
+    return result

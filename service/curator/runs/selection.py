@@ -16,14 +16,37 @@ from curator.bank.files import BankFiles
 from curator.curation.proposal import claim_pool
 from curator.db.models import Bank, Run, Ticket, TicketItem, utcnow
 from curator.errors import Clash, Invalid
-from curator.runs.draws import Draw, draw, with_problems
-from curator.runs.prescore import pool_logits
-from curator.runs.snapshots import SnapshotCache
+from curator.selection.draws import Draw, draw, with_problems
+from curator.selection.prescore import pool_logits
+from curator.selection.snapshots import SnapshotCache
 from curator.tickets import TicketState
 
 
 class SelectError(Invalid):
     """A select the run's bank cannot serve (empty, or smaller than asked)."""
+
+
+@dataclass(frozen=True)
+class SelectLimits:
+    """The service's size limits for a select (CURATOR_MAX_BATCH_SIZE and friends)."""
+
+    max_batch_size: int = 8192
+    max_pool_size: int = 65536
+    default_pool_size: int = 2048
+
+    def pool_size(self, batch_size: int, pool_size: int | None) -> int:
+        """The pool a select scores, checked: the asked size, or the default (at least
+        the batch); SelectError for a request beyond the limits."""
+        if batch_size > self.max_batch_size:
+            raise SelectError(f"batch_size must be ≤ {self.max_batch_size}",
+                              {"batch_size": batch_size})
+        m = pool_size or max(self.default_pool_size, batch_size)
+        if m > self.max_pool_size:
+            raise SelectError(f"pool_size must be ≤ {self.max_pool_size}", {"pool_size": m})
+        if pool_size is not None and batch_size > pool_size:
+            raise SelectError(f"batch_size {batch_size} exceeds pool_size {pool_size}",
+                              {"batch_size": batch_size, "pool_size": pool_size})
+        return m
 
 
 class KeyReused(Clash):
@@ -109,15 +132,18 @@ def _more(session: Session, run_id: int, count: int) -> int:
 
 
 def select_batch(*, session: Session, session_factory: sessionmaker[Session], run: Run,
-                 bank: Bank, batch_size: int, pool_size: int, files: BankFiles,
-                 snapshots: SnapshotCache, idempotency_key: str | None = None) -> SelectResult:
+                 bank: Bank, batch_size: int, pool_size: int | None, files: BankFiles,
+                 snapshots: SnapshotCache, idempotency_key: str | None = None,
+                 limits: SelectLimits = SelectLimits()) -> SelectResult:
     """Claim the run's next pool, draw `batch_size` problems from it and record the
     ticket, in `session`'s transaction (committed here; the caller may have read the run
-    and bank in it).
+    and bank in it). `pool_size` None: the limits' default; every size is checked here
+    (`limits`, then the bank's size).
 
     With an `idempotency_key`, a select this run already answered for that key returns
     the same ticket (`replayed`) and claims nothing: a client may resend a select whose
     answer it never got. The same key with another batch or pool size is a KeyReused."""
+    pool_size = limits.pool_size(batch_size, pool_size)
     if idempotency_key is not None:
         earlier = _replay(session, session_factory, files, run, bank, idempotency_key,
                           batch_size, pool_size)
@@ -186,7 +212,7 @@ def _select(session: Session, session_factory: sessionmaker[Session], run: Run, 
 
     # One transaction: cursor claim, ticket and items commit together (a 2xx select is
     # durable; a failed one leaves the cursor where it was). On a prescored pool
-    # (runs/prescore.py) nothing is scored here, and usually nothing drawn either;
+    # (selection/prescore.py) nothing is scored here, and usually nothing drawn either;
     # otherwise the pool is scored inside the transaction, which holds the run's row
     # (PostgreSQL) or the write lock (SQLite) for that long.
     snapshots.wait_pending(run.id)  # a replica loading an announced version: take it

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from curator.db.models import Ticket, utcnow
 from curator.tickets import TicketState
 from curator.worker.beats import BEAT_EVERY_S, Heartbeat
-from curator.worker.queue import FeedbackQueue
+from curator.worker.queue import FeedbackQueue, VersionChannel
 from curator.worker.updater import Updater
 
 log = logging.getLogger("curator.worker")
@@ -72,8 +72,7 @@ async def _sweep(session_factory: sessionmaker[Session] | None, queue: FeedbackQ
         return
     for tid in await asyncio.to_thread(close_expired_partial, session_factory, ticket_ttl_s):
         await queue.put(tid)
-    lost = getattr(queue, "lost_stream", False)
-    if lost:
+    if queue.lost_stream:
         queue.lost_stream = False
         await requeue_reported(session_factory, queue)
     elif await queue.depth() == 0:
@@ -83,15 +82,17 @@ async def _sweep(session_factory: sessionmaker[Session] | None, queue: FeedbackQ
 async def run_worker(queue: FeedbackQueue, updater: Updater, stop: asyncio.Event,
                      *, session_factory: sessionmaker[Session] | None = None,
                      requeue: bool = True, sweep_every_s: float = 5.0,
-                     stale_after_s: float = 10.0, ticket_ttl_s: float = 0.0) -> None:
-    """Apply queued tickets until `stop`. With a database (`session_factory`): re-queue
+                     stale_after_s: float = 10.0, ticket_ttl_s: float = 0.0,
+                     versions: VersionChannel | None = None) -> None:
+    """Apply queued tickets until `stop`; with `versions` (a separate worker), announce
+    each new curator version to the API replicas. With a database (`session_factory`): re-queue
     what was reported before start-up, sweep for lost and expired tickets, and keep a
     heartbeat row (worker/beats.py) that /readyz and /metrics read."""
     heartbeat = Heartbeat(session_factory) if session_factory is not None else None
     try:
         await _work(queue, updater, stop, session_factory, heartbeat, requeue=requeue,
                     sweep_every_s=sweep_every_s, stale_after_s=stale_after_s,
-                    ticket_ttl_s=ticket_ttl_s)
+                    ticket_ttl_s=ticket_ttl_s, versions=versions)
     finally:
         if heartbeat is not None:
             await asyncio.to_thread(heartbeat.remove)
@@ -100,7 +101,7 @@ async def run_worker(queue: FeedbackQueue, updater: Updater, stop: asyncio.Event
 async def _work(queue: FeedbackQueue, updater: Updater, stop: asyncio.Event,
                 session_factory: sessionmaker[Session] | None, heartbeat: Heartbeat | None,
                 *, requeue: bool, sweep_every_s: float, stale_after_s: float,
-                ticket_ttl_s: float) -> None:
+                ticket_ttl_s: float, versions: VersionChannel | None) -> None:
     if heartbeat is not None:
         await asyncio.to_thread(heartbeat.beat)
     if requeue and session_factory is not None:
@@ -120,7 +121,7 @@ async def _work(queue: FeedbackQueue, updater: Updater, stop: asyncio.Event,
         if heartbeat is not None and time.monotonic() - last_beat > BEAT_EVERY_S:
             last_beat = time.monotonic()
             await asyncio.to_thread(heartbeat.beat)
-        if time.monotonic() - last_sweep > sweep_every_s or getattr(queue, "lost_stream", False):
+        if time.monotonic() - last_sweep > sweep_every_s or queue.lost_stream:
             last_sweep = time.monotonic()
             try:
                 await _sweep(session_factory, queue, stale_after_s, ticket_ttl_s)
@@ -151,13 +152,16 @@ async def _work(queue: FeedbackQueue, updater: Updater, stop: asyncio.Event,
             await queue.ack(msg_id)
         except Exception:  # unacknowledged: redelivered, then skipped as already applied
             log.warning("could not acknowledge %s", msg_id)
-        if not result.skipped:
-            if heartbeat is not None:
-                heartbeat.applied += 1
+        if result.skipped:
+            continue
+        if heartbeat is not None:
+            heartbeat.applied += 1
+        log.debug("applied %s → run %d v%d in %.1f ms", ticket_id, result.run_id,
+                  result.model_version, result.seconds * 1e3)
+        if versions is not None:
             try:
-                await queue.announce(result.run_id, result.model_version, result.announcement)
+                await versions.announce(result.run_id, result.model_version,
+                                        result.announcement)
             except Exception:  # replicas still see the version on their next select
                 log.warning("could not announce run %d v%d", result.run_id,
                             result.model_version)
-            log.debug("applied %s → run %d v%d in %.1f ms", ticket_id, result.run_id,
-                      result.model_version, result.seconds * 1e3)

@@ -4,6 +4,11 @@
 `RedisStreamQueue` (production) is a Redis stream with a consumer group: entries are
 acknowledged only after the ticket is applied, and entries a dead consumer left
 pending are claimed by another (XAUTOCLAIM).
+
+`VersionChannel` is a second, separate role: separate workers announce each new curator
+version to the API replicas (Redis pub/sub; `RedisStreamQueue` plays both roles over one
+connection). In one process there is no channel: the embedded worker hands versions to
+the API directly (selection/prescore.py's `SelectionHandover`).
 """
 
 from __future__ import annotations
@@ -11,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 
 class FeedbackQueue(Protocol):
+    lost_stream: bool  # the queue lost what it held (a Redis restart): re-queue from the DB
+
     async def put(self, ticket_id: str) -> None: ...
 
     async def get(self, timeout: float = 1.0) -> tuple[str, str] | None:
@@ -27,17 +35,24 @@ class FeedbackQueue(Protocol):
 
     async def ping(self) -> bool: ...
 
+    async def close(self) -> None: ...
+
+
+class VersionChannel(Protocol):
     async def announce(self, run_id: int, version: int, payload: str | None = None) -> None:
         """Tell API replicas a new curator version exists (they preload it); `payload`
-        is the version's prescored next pool (runs/prescore.py), when there is one."""
+        is the version's prescored next pool (selection/prescored.py), when there is one."""
         ...
 
-    async def close(self) -> None: ...
+    def versions(self) -> AsyncIterator[tuple[int, int, str | None]]:
+        """The announcements, as (run_id, version, payload or None), until cancelled."""
+        ...
 
 
 class InProcessQueue:
     def __init__(self) -> None:
         self._q: asyncio.Queue[str] = asyncio.Queue()
+        self.lost_stream = False  # nothing outside the process to lose it
 
     async def put(self, ticket_id: str) -> None:
         self._q.put_nowait(ticket_id)
@@ -57,9 +72,6 @@ class InProcessQueue:
 
     async def ping(self) -> bool:
         return True
-
-    async def announce(self, run_id: int, version: int, payload: str | None = None) -> None:
-        return None  # one process: the worker hands versions to the API directly
 
     async def close(self) -> None:
         return None

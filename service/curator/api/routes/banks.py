@@ -22,13 +22,7 @@ from curator.api.schemas import (
     ProblemsAdded,
 )
 from curator.bank import access
-from curator.bank.ingest import (
-    ProblemRecord,
-    add_problems,
-    create_bank,
-    payload_fetcher,
-    row_fetcher,
-)
+from curator.bank.ingest import ProblemRecord, create_bank, ingest
 from curator.db.models import Bank
 from curator.state import AppState
 
@@ -103,16 +97,8 @@ async def add(bank: BankDep, body: ProblemsAdd, session: SessionDep,
                for p in body.problems]
 
     def work():
-        result = add_problems(session=session, bank=bank, problems=records,
-                              device=state.device)
-        if result.added:
-            state.files.store(bank.id, bank.dim).append(
-                result.first_position, result.vectors,
-                row_fetcher(state.session_factory, bank.id))
-            state.files.payloads(bank.id).append(
-                result.first_position, result.payloads,
-                payload_fetcher(state.session_factory, bank.id))
-        return result
+        return ingest(session=session, session_factory=state.session_factory,
+                      files=state.files, bank=bank, problems=records, device=state.device)
 
     result = await run_in_threadpool(work)  # IngestError, EmbedderError: 422 (api/errors.py)
     return ProblemsAdded(added=result.added, duplicates=result.duplicates,

@@ -93,7 +93,7 @@ async def metrics(state: StateDep) -> PlainTextResponse:
     gauges = await run_in_threadpool(db_gauges)
     gauges |= await run_in_threadpool(worker_gauges)
     # how this process's selects got their pool's logits: scored ahead (after the update
-    # that made the version, runs/prescore.py) or inline on the request path
+    # that made the version, selection/prescore.py) or inline on the request path
     gauges["select_pools"] = {"scored=ahead": float(state.snapshots.prescored_hits),
                               "scored=inline": float(state.snapshots.prescored_misses)}
     # of the selects on a prescored pool, those whose draw was made ahead too

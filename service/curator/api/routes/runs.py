@@ -20,7 +20,6 @@ from curator.api.deps import (
     TokenDep,
     authorise_run_sync,
 )
-from curator.api.errors import InvalidRequest
 from curator.api.schemas import (
     FeedbackReceipt,
     FeedbackRequest,
@@ -41,7 +40,7 @@ from curator.runs import lifecycle
 from curator.runs.export import parquet_chunks, record_batches, schema
 from curator.runs.feedback import ResultRecord, record_feedback, run_snapshot
 from curator.runs.metrics import metric_series, record_metrics
-from curator.runs.selection import select_batch
+from curator.runs.selection import SelectLimits, select_batch
 from curator.runs.value import value_report
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -94,30 +93,21 @@ async def select(run_id: IdPath, body: SelectRequest, state: StateDep,
     """Draw `batch_size` problems from a pool of `pool_size` candidates scored by the
     run's current curator, and record them as a ticket (logits and propensities kept
     for the update). Send the ticket's results to `feedback`."""
-    limits = state.settings
-    pool_size = body.pool_size or max(limits.default_pool_size, body.batch_size)
+    cfg = state.settings
+    limits = SelectLimits(max_batch_size=cfg.max_batch_size, max_pool_size=cfg.max_pool_size,
+                          default_pool_size=cfg.default_pool_size)
 
     def work():
         # Authorise inside the same thread hop as the select (on the hot path each hop
-        # through the thread pool costs as much as a database round trip), and before
-        # judging the request's sizes, as the dependency-based routes do.
+        # through the thread pool costs as much as a database round trip); the use case
+        # judges the sizes (runs/selection.py), after the token, as other routes do.
         with state.session_factory() as s:  # auth, bank and claim: one transaction
             run = authorise_run_sync(state, run_id, token, s)
-            if body.batch_size > limits.max_batch_size:
-                raise InvalidRequest(f"batch_size must be ≤ {limits.max_batch_size}",
-                                     {"batch_size": body.batch_size})
-            if pool_size > limits.max_pool_size:
-                raise InvalidRequest(f"pool_size must be ≤ {limits.max_pool_size}",
-                                     {"pool_size": pool_size})
-            if body.pool_size is not None and body.batch_size > body.pool_size:
-                raise InvalidRequest(
-                    f"batch_size {body.batch_size} exceeds pool_size {body.pool_size}",
-                    {"batch_size": body.batch_size, "pool_size": body.pool_size})
-            bank = s.get(Bank, run.bank_id)
             return select_batch(session=s, session_factory=state.session_factory, run=run,
-                                bank=bank, batch_size=body.batch_size, pool_size=pool_size,
-                                files=state.files, snapshots=state.snapshots,
-                                idempotency_key=idempotency_key)
+                                bank=s.get(Bank, run.bank_id), batch_size=body.batch_size,
+                                pool_size=body.pool_size, files=state.files,
+                                snapshots=state.snapshots, idempotency_key=idempotency_key,
+                                limits=limits)
 
     t0 = time.perf_counter()
     result = await run_in_threadpool(work)  # a SelectError is a 422 (api/errors.py)

@@ -71,7 +71,7 @@ class MoppsStrategy:
     service scores one version on several copies — the training copy prescores the next
     pool before its checkpoint is written, the API's selection copy scores inline when the
     prescored pool does not match, admin views score the bank — and relies on a version's
-    logits for a pool being the same wherever they are computed (runs/prescore.py). A
+    logits for a pool being the same wherever they are computed (selection/prescore.py). A
     generator advanced by each call would make the checkpoint depend on whether a prescore
     ran, and a replica's draws differ from the in-process ones. So: deterministic given
     the seed and the sequence of updates, identical after state_dict/load_state_dict (the

@@ -24,15 +24,33 @@ def upgrade() -> None:
         batch.add_column(sa.Column("selection", sa.LargeBinary(), nullable=True))
 
 
+# The checkpoint codec as it was when this migration was written, frozen here: replaying
+# the migration must not change meaning if the live codec (curation/checkpoint.py) does.
+def _dumps(state: dict) -> bytes:
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def _loads(blob: bytes) -> dict:
+    import io
+
+    import torch
+
+    return torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
+
+
 def downgrade() -> None:
     # Fold each two-part checkpoint back into one whole state in `blob`.
-    from curator.curation.checkpoint import dumps, loads
-
     conn = op.get_bind()
     rows = conn.execute(sa.text("SELECT run_id, version, selection, blob FROM checkpoints "
                                 "WHERE selection IS NOT NULL")).all()
     for run_id, version, selection, blob in rows:
-        whole = dumps(loads(bytes(selection)) | loads(bytes(blob)))
+        whole = _dumps(_loads(bytes(selection)) | _loads(bytes(blob)))
         conn.execute(sa.text("UPDATE checkpoints SET blob = :blob "
                              "WHERE run_id = :run AND version = :version"),
                      {"blob": whole, "run": run_id, "version": version})

@@ -5,7 +5,7 @@ reaches the cache by one of three roads, the first two off the request path: the
 in-process worker hands a selection copy over right after its commit (`put`); a replica
 loads an announced version in the background; or a select that finds nothing newer
 loads the checkpoint itself (`get`). The cache also keeps each run's prescored next pool
-(runs/prescore.py).
+(selection/prescore.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from curator.curation.types import Strategy
 from curator.db.models import Bank, Run
-from curator.runs.prescore import Prescored
+from curator.selection.prescored import Prescored
 from curator.strategy_store import load_selection
 
 
@@ -85,7 +85,7 @@ class SnapshotCache:
               scores: Prescored | None) -> None:
         """The in-process worker is about to commit `version`: keep its selection copy
         and prescored pool, for selects whose claim returns that version (see
-        runs/prescore.py SelectionHandover)."""
+        selection/prescore.py SelectionHandover)."""
         with self._lock:
             self._staged[run_id] = (version, strategy)
         if scores is not None:

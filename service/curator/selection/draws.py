@@ -1,6 +1,6 @@
 """One select's draw from a scored pool, and the drawn problems as response JSON.
 
-The select draws inline; the prescorer (runs/prescore.py) draws ahead for the step it
+The select draws inline; the prescorer (selection/prescore.py) draws ahead for the step it
 expects next. Both go through `draw`, keyed by the run's seed and the step, so a draw
 made ahead is exactly the draw the select would have made.
 """

@@ -1,7 +1,7 @@
 """An API replica's side of version announcements from separate workers.
 
 A separate worker announces each version it commits over Redis pub/sub, with the run's
-next pool already scored (runs/prescore.py). The replica keeps that pool, and for runs
+next pool already scored (selection/prescore.py). The replica keeps that pool, and for runs
 it serves draws the next batch from it at once, so the select that follows scores and
 draws nothing. It does not load the model itself then: a select the prescored pool does
 not fit loads the checkpoint's selection part inline (strategy_store.load_selection: no
@@ -19,13 +19,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from curator.bank.files import BankFiles
 from curator.db.models import Run
-from curator.runs.prescore import Prescored, draw_ahead, prescore_into
-from curator.runs.snapshots import SnapshotCache
+from curator.selection.prescore import draw_ahead, prescore_into
+from curator.selection.prescored import Prescored
+from curator.selection.snapshots import SnapshotCache
+from curator.worker.queue import VersionChannel
 
 log = logging.getLogger("curator")
 
 
-async def preload_versions(queue, snapshots: SnapshotCache,
+async def preload_versions(channel: VersionChannel, snapshots: SnapshotCache,
                            session_factory: sessionmaker[Session], files: BankFiles,
                            stop: asyncio.Event) -> None:
     """Take the versions separate workers announce until `stop` (see the module doc)."""
@@ -43,7 +45,7 @@ async def preload_versions(queue, snapshots: SnapshotCache,
     snapshots.announced = True
     while not stop.is_set():
         try:
-            async for run_id, version, payload in queue.versions():
+            async for run_id, version, payload in channel.versions():
                 if snapshots.scored_version(run_id) == version:
                     continue  # this process applied it (an embedded worker) or has it
                 scores = None
