@@ -69,8 +69,8 @@ async def main() -> None:
     from curator.cli import migrate
     from curator.config import Settings
     from curator.runs.feedback import ResultRecord, record_feedback
-    from curator.runs.prescore import SelectionHandover
     from curator.runs.selection import select_batch
+    from curator.selection.prescore import SelectionHandover
     from curator.strategy_store import fresh_strategy
     from curator.worker.updater import Updater
 
