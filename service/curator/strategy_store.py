@@ -45,9 +45,9 @@ def selection_copy(strategy: Strategy, run: Run, dim: int, device: str) -> Strat
     """An independent copy of `strategy` for selection (the worker goes on training the
     original): a fresh build loaded with its state, as a checkpoint load would be, without
     the serialisation."""
-    own = getattr(strategy, "selection_copy", None)
+    own = strategy.selection_copy()
     if own is not None:  # a strategy that knows what selection needs copies only that
-        return own()
+        return own
     copy = fresh_strategy(run, dim, device)
     copy.load_state_dict(strategy.state_dict())
     return copy
@@ -58,7 +58,7 @@ def load_strategy(session: Session, run: Run, version: int, dim: int, device: st
     run's seed-initialised strategy, or, for a warm-started run, the checkpoint its
     creation wrote (`warm_start`)."""
     return _loaded(run, version, dim, device, checkpoint_state(session, run.id, version),
-                   "load_state_dict")
+                   selection=False)
 
 
 def load_selection(session: Session, run: Run, version: int, dim: int,
@@ -68,7 +68,7 @@ def load_selection(session: Session, run: Run, version: int, dim: int,
     blob = session.scalar(select(func.coalesce(Checkpoint.selection, Checkpoint.blob))
                           .where(Checkpoint.run_id == run.id, Checkpoint.version == version))
     return _loaded(run, version, dim, device, None if blob is None else loads(blob),
-                   "load_selection_state")
+                   selection=True)
 
 
 def checkpoint_state(session: Session, run_id: int, version: int) -> dict[str, Any] | None:
@@ -82,12 +82,13 @@ def checkpoint_state(session: Session, run_id: int, version: int) -> dict[str, A
 
 
 def _loaded(run: Run, version: int, dim: int, device: str, state: dict[str, Any] | None,
-            method: str) -> Strategy:
-    """A fresh build of the run's strategy with `state` loaded by `method` (a strategy
-    without it loads whole); no state is the seed-initialised version 0 only."""
+            *, selection: bool) -> Strategy:
+    """A fresh build of the run's strategy with `state` loaded (as a selection part with
+    `selection`: `load_selection_state`, whole by default); no state is the
+    seed-initialised version 0 only."""
     strategy = fresh_strategy(run, dim, device)
     if state is not None:
-        getattr(strategy, method, strategy.load_state_dict)(state)
+        (strategy.load_selection_state if selection else strategy.load_state_dict)(state)
     elif version > 0:
         raise LookupError(f"run {run.id} has no checkpoint for version {version}")
     return strategy
@@ -99,7 +100,7 @@ def _checkpoint(run_id: int, version: int, strategy: Strategy) -> Checkpoint:
     bad = non_finite_keys(state)
     if bad:
         raise NonFiniteState(run_id, version, bad)
-    training = getattr(strategy, "training_keys", frozenset())
+    training = strategy.training_keys
     return Checkpoint(run_id=run_id, version=version,
                       selection=dumps({k: v for k, v in state.items() if k not in training}),
                       blob=dumps({k: v for k, v in state.items() if k in training}))

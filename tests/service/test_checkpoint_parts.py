@@ -64,7 +64,7 @@ def test_selection_part_scores_as_the_whole(database_url, strategy):
 
         row = s.execute(select(Checkpoint.selection, Checkpoint.blob)
                         .where(Checkpoint.run_id == 1, Checkpoint.version == 2)).one()
-        training = getattr(trained, "training_keys", frozenset())
+        training = trained.training_keys
         assert set(loads(row.blob)) == training
         assert not set(loads(row.selection)) & training
         assert checkpoint_state(s, 1, 2).keys() == trained.state_dict().keys()

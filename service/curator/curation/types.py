@@ -56,9 +56,9 @@ class Strategy(Protocol):
     `logits` returns one logit per candidate; the shared sampler turns them into a
     selection with `top_p` and `temperature`. `active` says whether the logits drive
     the selection yet (warm-up); logits are still recorded per item while inactive,
-    because the update uses them as z_t. A strategy may also expose `explore_share`
-    (float in [0, 1]): the share of each batch the sampler must leave to the uniform
-    fill (absent: 0).
+    because the update uses them as z_t. `explore_share` (in [0, 1]) is the share of
+    each batch the sampler leaves to the uniform fill. Every strategy derives from
+    `strategies/base.StrategyBase`, which gives the defaults.
     """
 
     name: ClassVar[str]
@@ -67,6 +67,12 @@ class Strategy(Protocol):
     uses_embeddings: bool  # False: Pool.embeddings may be empty ([M, 0]); saves the lookup
     top_p: float  # nucleus mass for `sampler.sample` when active
     temperature: float  # sampler temperature τ (baselines fold their own τ into logits: 1.0)
+    explore_share: float  # share of a batch left to the uniform fill
+    training_keys: frozenset[str]  # state keys only training reads
+
+    def selection_copy(self) -> Strategy | None: ...
+
+    def load_selection_state(self, state: dict[str, Any]) -> None: ...
 
     def logits(self, pool: Pool) -> np.ndarray: ...
 

@@ -262,4 +262,4 @@ def _score_and_draw(run: Run, bank: Bank, version: int, step: int, batch_size: i
     return version, draw(seed=run.seed, step=step, batch_size=batch_size, positions=positions,
                          logits=logits, active=strategy.active(), top_p=strategy.top_p,
                          temperature=strategy.temperature,
-                         explore=float(getattr(strategy, "explore_share", 0.0)))
+                         explore=float(strategy.explore_share))

@@ -56,7 +56,7 @@ def pool_logits(strategy: Strategy, session_factory: sessionmaker[Session], file
     if strategy.category_field:
         with session_factory() as s:
             categories = access.categories(s, bank.id, positions, strategy.category_field)
-    if getattr(strategy, "uses_embeddings", True):
+    if strategy.uses_embeddings:
         embeddings = access.embeddings(files, session_factory, bank, positions)
     else:
         embeddings = np.zeros((positions.size, 0), dtype=np.float32)
@@ -91,7 +91,7 @@ def prescore_next(strategy: Strategy, version: int, run_id: int,
     scores = Prescored(version=version, start=int(cursor), bank_size=bank.size,
                        positions=positions, logits=logits, active=bool(strategy.active()),
                        top_p=float(strategy.top_p), temperature=float(strategy.temperature),
-                       explore=float(getattr(strategy, "explore_share", 0.0)), used=used,
+                       explore=float(strategy.explore_share), used=used,
                        step=int(step) + 1)
     return with_draw(scores, int(seed), batch_size, files, session_factory, bank)
 

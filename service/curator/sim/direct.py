@@ -125,7 +125,7 @@ def simulate_run_direct(
             sel = sample(logits if strat.active() else None, cfg.batch_size,
                          np.random.default_rng([seed, step]), pool_size=m,
                          top_p=strat.top_p, temperature=strat.temperature,
-                         explore=float(getattr(strat, "explore_share", 0.0)))
+                         explore=float(strat.explore_share))
             pick, sources, props = sel.indices, sel.sources, sel.propensities
         idx = positions[pick]
         rewards = stud.rollouts(train, idx, cfg.rollouts, rng)

@@ -14,6 +14,7 @@ from curator.curation.osmd import batch_kl, batch_ratio, osmd_loss
 from curator.curation.scorer import MLPScorer, PassRateHead, fit_pass_rate, resolve_device
 from curator.curation.stats import N_CATEGORY_FEATURES, N_FEATURES, CategoryStats, RunStats
 from curator.curation.strategies.base import (
+    StrategyBase,
     StrategyError,
     base_extra,
     check_sampling,
@@ -34,7 +35,7 @@ from curator.curation.types import Observation, Pool, UpdateStats
 from curator.curation.utility import ScalingMode, UtilityWindow, scale
 
 
-class ActorCuratorStrategy:
+class ActorCuratorStrategy(StrategyBase):
     """Pass-rate prior + a bounded learned part trained by clipped OSMD on Û.
 
     z(x) = w·log(1 − p̂^G − (1−p̂)^G) + R·tanh(f(x)/R), w = 2, R = 2: the prior is the

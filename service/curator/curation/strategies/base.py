@@ -10,7 +10,7 @@ import dataclasses
 import math
 import typing
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from curator.curation.types import Observation
 from curator.errors import Invalid
@@ -20,6 +20,29 @@ P = TypeVar("P")
 
 class StrategyError(Invalid):
     """Unknown strategy, or invalid strategy parameters."""
+
+
+class StrategyBase:
+    """The defaults of the Strategy protocol (curation/types.py). Every strategy derives
+    from it, so the service reads each attribute directly rather than probing for it."""
+
+    category_field: str | None = None  # metadata field the strategy reads
+    requires_rewards: bool = False
+    uses_embeddings: bool = True
+    top_p: float = 1.0
+    temperature: float = 1.0
+    explore_share: float = 0.0  # share of a batch left to the uniform fill
+    # state_dict keys only training reads (not stored in the checkpoint's selection part)
+    training_keys: ClassVar[frozenset[str]] = frozenset()
+
+    def selection_copy(self) -> StrategyBase | None:
+        """An independent copy holding only what selection needs, or None: the caller
+        then builds a fresh strategy and loads the whole state into it."""
+        return None
+
+    def load_selection_state(self, state: dict[str, Any]) -> None:
+        """Load a checkpoint's selection part (by default the whole state)."""
+        self.load_state_dict(state)
 
 
 def require(ok: bool, name: str, why: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from curator.curation.strategies.base import (
+    StrategyBase,
     base_extra,
     check_sampling,
     check_state_name,
@@ -21,7 +22,7 @@ from curator.curation.types import Observation, Pool, UpdateStats
 SCORE_EPS = 1e-6
 
 
-class LearnabilityStrategy:
+class LearnabilityStrategy(StrategyBase):
     """Per-problem EMA pass rate p; logits = log(p(1−p) + 1e-6) / temperature.
 
     A problem's first observation sets p to its mean reward (SFL's empirical pass rate;

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from curator.curation.strategies.base import (
+    StrategyBase,
     base_extra,
     check_state_name,
     derive_seed,
@@ -32,7 +33,7 @@ def pool_digest(problem_ids: np.ndarray) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
-class MoppsStrategy:
+class MoppsStrategy(StrategyBase):
     """Per-problem Beta(α, β) posterior on the pass rate; logit = −sharpness·|p̃ − target|
     with p̃ ~ Beta(α, β) drawn afresh for every model version and pool.
 

@@ -13,6 +13,7 @@ import torch
 from curator.curation.scorer import PassRateHead, fit_pass_rate, resolve_device
 from curator.curation.stats import N_CATEGORY_FEATURES, N_FEATURES, CategoryStats, RunStats
 from curator.curation.strategies.base import (
+    StrategyBase,
     base_extra,
     check_sampling,
     check_state_name,
@@ -39,7 +40,7 @@ def pcl_score(p: np.ndarray) -> np.ndarray:
     return 2.0 * np.sqrt(p * (1.0 - p))
 
 
-class PclStrategy:
+class PclStrategy(StrategyBase):
     """Value head trained online by MSE on each problem's observed mean reward (`steps`
     full-batch Adam steps per update); logits = log(2√(p(1−p)) + 1e-6) / temperature.
 

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from curator.curation.strategies.base import (
+    StrategyBase,
     base_extra,
     check_sampling,
     check_state_name,
@@ -26,7 +27,7 @@ def _category(value: str | None) -> str:
     return NONE_CATEGORY if value is None else str(value)
 
 
-class SecStrategy:
+class SecStrategy(StrategyBase):
     """Q(c) ← α·r_t(c) + (1−α)·Q(c), r_t(c) = mean over the batch's problems of category c
     of their mean |A|; unseen Q = 0.
 

@@ -7,11 +7,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from curator.curation.strategies.base import base_extra, check_state_name, mean_or_none
+from curator.curation.strategies.base import (
+    StrategyBase,
+    base_extra,
+    check_state_name,
+    mean_or_none,
+)
 from curator.curation.types import Observation, Pool, UpdateStats
 
 
-class UniformStrategy:
+class UniformStrategy(StrategyBase):
     """Never active: the service samples the pool uniformly (sampler logits=None)."""
 
     name: ClassVar[str] = "uniform"
