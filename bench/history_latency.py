@@ -36,7 +36,7 @@ from sqlalchemy import insert, select, text, update  # noqa: E402
 
 from curator.admin import views  # noqa: E402
 from curator.cli import migrate  # noqa: E402
-from curator.config import Settings  # noqa: E402
+from curator.core.config import Settings  # noqa: E402
 from curator.curation.checkpoint import dumps  # noqa: E402
 from curator.db.models import (  # noqa: E402
     Bank,

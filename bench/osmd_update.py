@@ -67,7 +67,7 @@ async def main() -> None:
 
     from curator.app import create_app
     from curator.cli import migrate
-    from curator.config import Settings
+    from curator.core.config import Settings
     from curator.runs.feedback import ResultRecord, record_feedback
     from curator.runs.selection import select_batch
     from curator.selection.prescore import SelectionHandover

@@ -75,7 +75,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = {"CURATOR_DATA_DIR": tmp, "CURATOR_ADMIN_TOKEN": ADMIN, "CURATOR_DEVICE": "cpu"}
         from curator.cli import migrate
-        from curator.config import Settings
+        from curator.core.config import Settings
 
         migrate(Settings(data_dir=Path(tmp)))
         with server(env) as url:

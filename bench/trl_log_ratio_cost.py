@@ -177,7 +177,7 @@ def main() -> None:
     import torch
 
     from curator.cli import migrate
-    from curator.config import Settings
+    from curator.core.config import Settings
 
     torch.set_num_threads(1)  # CPU time = the work done, whatever else runs on the box
     keys = ("step", "generate", "log_ratio_pass")

@@ -117,7 +117,7 @@ def main() -> int:
     import torch
 
     from curator.app import build_state, create_app
-    from curator.config import Settings
+    from curator.core.config import Settings
     from curator.db.migrate import upgrade
     from curator.worker.updater import Updater
 

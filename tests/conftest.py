@@ -103,7 +103,7 @@ def database_url(request, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'curator.db'}"
         from curator.cli import migrate
-        from curator.config import Settings
+        from curator.core.config import Settings
 
         migrate(Settings(database_url=url, data_dir=tmp_path))
         yield url
@@ -116,7 +116,7 @@ def database_url(request, tmp_path) -> Iterator[str]:
 
 @pytest.fixture
 def settings(database_url, tmp_path):
-    from curator.config import Settings
+    from curator.core.config import Settings
 
     return Settings(database_url=database_url, data_dir=tmp_path / "data", admin_token=ADMIN,
                     device="cpu")
@@ -126,7 +126,7 @@ def settings(database_url, tmp_path):
 def sqlite_settings(tmp_path):
     """SQLite only, for tests that need no second backend."""
     from curator.cli import migrate
-    from curator.config import Settings
+    from curator.core.config import Settings
 
     url = f"sqlite:///{tmp_path / 'curator.db'}"
     s = Settings(database_url=url, data_dir=tmp_path / "data", admin_token=ADMIN, device="cpu")

@@ -18,7 +18,7 @@ from curator.api.limits import BodySizeLimit
 from curator.api.routes import admin, banks, health, runs
 from curator.api.schemas import ErrorResponse
 from curator.bank.files import BankFiles
-from curator.config import Settings
+from curator.core.config import Settings
 from curator.db.session import make_engine, make_session_factory
 from curator.selection.announcements import preload_versions
 from curator.selection.prescore import SelectionHandover

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
-from curator.config import Settings
+from curator.core.config import Settings
+from curator.core.errors import CuratorError
 from curator.db.migrate import alembic_config, upgrade
-from curator.errors import CuratorError
 
 
 def migrate(settings: Settings) -> None:
@@ -310,8 +310,8 @@ def _version() -> str:
 
 
 def _cmd_run_export(args: argparse.Namespace, settings: Settings) -> int:
+    from curator.core.errors import Missing
     from curator.db.session import make_engine, make_session_factory
-    from curator.errors import Missing
     from curator.runs.export import write_parquet
 
     if problem := schema_problem(settings):

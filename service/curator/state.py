@@ -9,8 +9,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from curator.bank.files import BankFiles
-from curator.config import Settings
-from curator.metrics import Metrics
+from curator.core.config import Settings
+from curator.core.metrics import Metrics
 from curator.selection.snapshots import SnapshotCache
 from curator.worker.queue import FeedbackQueue, VersionChannel
 from curator.worker.updater import Updater

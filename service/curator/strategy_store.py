@@ -17,11 +17,11 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from curator.core.errors import Invalid
 from curator.curation.checkpoint import dumps, loads, non_finite_keys
 from curator.curation.strategies import build_strategy
 from curator.curation.types import Strategy
 from curator.db.models import Checkpoint, Run
-from curator.errors import Invalid
 
 KEEP_CHECKPOINTS = 5  # per run: the newest five versions
 

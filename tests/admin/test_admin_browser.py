@@ -48,7 +48,7 @@ def _free_port() -> int:
 def server(tmp_path) -> Iterator[str]:
     """A real uvicorn process on a free loopback port over a temporary SQLite data dir."""
     from curator.cli import migrate
-    from curator.config import Settings
+    from curator.core.config import Settings
 
     data = tmp_path / "data"
     migrate(Settings(data_dir=data))

@@ -13,7 +13,7 @@ from tests.conftest import ADMIN
 @pytest.fixture(scope="session")
 def curator_url(tmp_path_factory) -> Iterator[str]:
     from curator.cli import migrate
-    from curator.config import Settings
+    from curator.core.config import Settings
     from tests.topology.procs import start_api
 
     root: Path = tmp_path_factory.mktemp("curator-integrations")

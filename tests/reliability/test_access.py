@@ -22,7 +22,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import create_engine, text
 
-from curator.config import Settings
+from curator.core.config import Settings
 from curator.runs import tokens
 from tests.service.helpers import AUTH, bearer, make_bank, make_run, running_app
 

@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 from curator.app import create_app  # noqa: E402
-from curator.config import Settings  # noqa: E402
+from curator.core.config import Settings  # noqa: E402
 from tests.conftest import ADMIN  # noqa: E402
 from tests.service.helpers import AUTH  # noqa: E402
 

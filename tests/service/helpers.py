@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 
 from curator.app import create_app
-from curator.config import Settings
+from curator.core.config import Settings
 
 ADMIN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}

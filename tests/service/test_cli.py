@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from curator import cli
-from curator.config import Settings
+from curator.core.config import Settings
 
 
 @pytest.fixture

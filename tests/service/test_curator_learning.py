@@ -130,7 +130,7 @@ def _start(env: dict, port: int) -> subprocess.Popen:
 @pytest.mark.slow
 def test_killed_server_resumes_at_saved_version(tmp_path):
     from curator.cli import migrate
-    from curator.config import Settings
+    from curator.core.config import Settings
     from curator_client import Client
     from tests.conftest import ADMIN
 

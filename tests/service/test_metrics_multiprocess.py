@@ -8,14 +8,14 @@ import subprocess
 import sys
 
 INC = """
-from curator.metrics import Metrics
+from curator.core.metrics import Metrics
 m = Metrics()
 m.inc("selected_problems", {n})
 m.observe("select", 0.003)
 """
 
 SCRAPE = """
-from curator.metrics import Metrics
+from curator.core.metrics import Metrics
 print(Metrics().render({{"runs": 2.0}}).decode())
 """
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from curator.tickets import TicketState as T
+from curator.core.tickets import TicketState as T
 
 
 def test_lifecycle_moves() -> None:

@@ -40,11 +40,11 @@ from curator.admin.schemas import (
 )
 from curator.bank import access
 from curator.bank.files import BankFiles
+from curator.core.tickets import TicketState
 from curator.curation.sampler import entropy, softmax
 from curator.curation.types import Pool, Strategy
 from curator.db.models import Bank, Feedback, HistoryPoint, Problem, Run, Ticket, TicketItem
 from curator.selected_by import OTHER_VALUE, field_counts, group_value
-from curator.tickets import TicketState
 
 PROMPT_CHARS = 280
 _IN_CHUNK = 2000  # bound on IN-list parameters per query (SQLite and PostgreSQL)

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from curator.errors import Clash, CuratorError, Expired, Invalid, Missing
+from curator.core.errors import Clash, CuratorError, Expired, Invalid, Missing
 
 log = logging.getLogger("curator.api")
 
@@ -93,7 +93,7 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
-# The domain's refusals (curator/errors.py) by kind: the one place they meet HTTP.
+# The domain's refusals (curator/core/errors.py) by kind: the one place they meet HTTP.
 DOMAIN_STATUS: dict[type[CuratorError], int] = {Invalid: 422, Missing: 404, Expired: 410,
                                                 Clash: 409}
 

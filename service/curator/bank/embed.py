@@ -9,7 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
-from curator.errors import Invalid
+from curator.core.errors import Invalid
 
 EMBEDDERS = ("hash", "minilm", "provided")
 MINILM_DIM = 384

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from curator.bank.ingest import ProblemRecord
-from curator.errors import Invalid
+from curator.core.errors import Invalid
 
 
 @dataclass

@@ -16,8 +16,8 @@ from curator.bank import access
 from curator.bank.embed import Embedder, EmbedderError, bank_dim, make_embedder
 from curator.bank.files import BankFiles
 from curator.bank.payloads import encode as encode_payload
+from curator.core.errors import Invalid
 from curator.db.models import Bank, Problem
-from curator.errors import Invalid
 
 MAX_EXTERNAL_ID = 512
 

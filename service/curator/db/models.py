@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from curator.tickets import TicketState
+from curator.core.tickets import TicketState
 
 
 def utcnow() -> datetime:

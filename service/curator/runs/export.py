@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from curator.core.errors import Missing
 from curator.db.models import Feedback, Problem, Run, Ticket, TicketItem
-from curator.errors import Missing
 
 SCHEMA = pa.schema([
     ("run_id", pa.int64()), ("step", pa.int64()), ("ticket_id", pa.string()),

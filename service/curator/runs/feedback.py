@@ -23,10 +23,10 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from curator.core.errors import Clash, Expired, Invalid, Missing
+from curator.core.tickets import TicketState
 from curator.curation.utility import summarise_group
 from curator.db.models import Feedback, Run, Ticket, TicketItem, utcnow
-from curator.errors import Clash, Expired, Invalid, Missing
-from curator.tickets import TicketState
 
 # What the feedback path accepts (refused with a 422 beyond): within these the
 # advantages, Û = mean A·exp(ℓ) and the float32 statistics stay finite.

@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from curator.core.errors import Invalid, Missing
 from curator.curation.strategies import STRATEGIES, StrategyError, build_strategy
 from curator.db.models import Bank, Run
-from curator.errors import Invalid, Missing
 from curator.runs import tokens
 from curator.strategy_store import warm_start
 

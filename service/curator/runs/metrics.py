@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from curator.core.errors import Clash
 from curator.db.models import RunMetric, utcnow
-from curator.errors import Clash
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from curator.bank.files import BankFiles
+from curator.core.errors import Clash, Invalid
+from curator.core.tickets import TicketState
 from curator.curation.proposal import claim_pool
 from curator.db.models import Bank, Run, Ticket, TicketItem, utcnow
-from curator.errors import Clash, Invalid
 from curator.selection.draws import Draw, draw, with_problems
 from curator.selection.prescore import pool_logits
 from curator.selection.snapshots import SnapshotCache
-from curator.tickets import TicketState
 
 
 class SelectError(Invalid):

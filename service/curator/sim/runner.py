@@ -60,7 +60,7 @@ def local_service(*, device: str = "cpu", data_dir: Path | None = None,
     import uvicorn
 
     from curator.app import create_app
-    from curator.config import Settings
+    from curator.core.config import Settings
     from curator.db.migrate import upgrade
 
     with contextlib.ExitStack() as stack:

@@ -19,8 +19,8 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from curator.core.tickets import TicketState
 from curator.db.models import Ticket, WorkerBeat, utcnow
-from curator.tickets import TicketState
 
 log = logging.getLogger("curator.worker")
 

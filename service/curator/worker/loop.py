@@ -11,8 +11,8 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from curator.core.tickets import TicketState
 from curator.db.models import Ticket, utcnow
-from curator.tickets import TicketState
 from curator.worker.beats import BEAT_EVERY_S, Heartbeat
 from curator.worker.queue import FeedbackQueue, VersionChannel
 from curator.worker.updater import Updater

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from curator.bank import access
 from curator.bank.files import BankFiles
+from curator.core.tickets import TicketState
 from curator.curation.control import control_sums
 from curator.curation.types import Observation, Strategy
 from curator.db.models import (
@@ -33,7 +34,6 @@ from curator.db.models import (
 )
 from curator.selected_by import selected_counts
 from curator.strategy_store import NonFiniteState, load_strategy, write_checkpoint
-from curator.tickets import TicketState
 
 log = logging.getLogger("curator.worker")
 

@@ -9,9 +9,9 @@ from sqlalchemy import func, select, text
 
 from curator.api.deps import StateDep
 from curator.api.schemas import Readiness
+from curator.core.metrics import CONTENT_TYPE
+from curator.core.tickets import TicketState
 from curator.db.models import Run, Ticket
-from curator.metrics import CONTENT_TYPE
-from curator.tickets import TicketState
 from curator.worker.beats import worker_status
 
 router = APIRouter(tags=["health"])

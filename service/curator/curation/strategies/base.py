@@ -12,8 +12,8 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal, TypeVar
 
+from curator.core.errors import Invalid
 from curator.curation.types import Observation
-from curator.errors import Invalid
 
 P = TypeVar("P")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from curator.config import Settings
+from curator.core.config import Settings
 from curator.db.models import Base
 
 config = context.config
