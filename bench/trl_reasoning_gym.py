@@ -21,8 +21,10 @@ What runs, per seed:
   "a:some words=", "in>out;in>out;in>out;test="). Reward: the dataset's own
   `score_answer` (arc grids re-spaced, `curator.sim.gym.to_answer`).
 * Held-out: `--heldout` fresh problems per (task, level) of the bank's cells, no
-  noise, scored greedily (`score_answer` of the greedy completion) every
-  `--eval-every` steps; reported as the mean over held-out problems and per task.
+  noise, scored greedily (`score_answer` of the greedy completion) and as the sampled
+  pass rate (`--eval-samples` completions at temperature 1) every `--eval-every` steps;
+  reported as the mean over held-out problems and per task, with a paired bootstrap
+  interval of each run's final − start over the held-out problems.
 * Model: a GPT-2 built in code (`--n-embd`, `--n-layer`, `--n-head`; ~0.35 M
   parameters by default), a character-level `tokenizers` WordLevel tokenizer wrapped in
   `PreTrainedTokenizerFast`. Its forward takes position ids from the attention mask
@@ -75,7 +77,10 @@ ARMS = ("uniform", "actor_curator", "sec")
 ARM_PARAMS: dict[str, dict[str, Any]] = {"uniform": {}, "actor_curator": {},
                                           "sec": {"field": "level"}}
 TASKS = ("chain_sum", "arc_1d", "letter_counting")
-DEFAULT_CELLS = "chain_sum:500/500/200,arc_1d:300/200/0,letter_counting:500/600/600"
+# the learnable frontier (calibration round 2, uniform only; bench/trl_reasoning_gym.md):
+# no cells the warm-started model cannot reach (chain_sum level 3, arc_1d levels 2+),
+# more of chain_sum level 1 and letter_counting levels 2-3; arc_1d kept at level 1
+DEFAULT_CELLS = "chain_sum:1200/500/0,arc_1d:300/0/0,letter_counting:300/900/900"
 ADMIN = "bench-admin"
 OUT_JSON = ROOT / "artifacts" / "trl-gym" / "results.json"
 CACHE = ROOT / "artifacts" / "trl-gym" / "cache"
@@ -276,28 +281,65 @@ def score(task: str, completion: str, answer: str) -> float:
                                              {"answer": answer}))
 
 
-def greedy_eval(model, tok, held: list[dict], device: str, max_new: int) -> dict[str, Any]:
+def heldout_eval(model, tok, held: list[dict], device: str, max_new: int, samples: int = 0,
+                 metric: str = "greedy", seed: int = 0) -> dict[str, Any]:
+    """Held-out accuracy: greedy (`score_answer` of the greedy completion) and, with
+    `samples` > 0, the sampled pass rate (mean score of `samples` completions per problem
+    at the training temperature, 1; a fixed sampling seed per call, the caller's RNG state
+    restored). `acc` / `per_task` are the headline `metric`'s."""
     import torch
 
     was = model.training
     model.eval()
-    scores = []
+    rng_state = torch.get_rng_state()
+    cuda_state = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    greedy, sampled = [], []
     with torch.no_grad():
         for start in range(0, len(held), 256):
             rows = held[start:start + 256]
             enc = tok([r["prompt"] for r in rows], return_tensors="pt", padding=True)
             enc = {k: v.to(device) for k, v in enc.items()}
+            width = enc["input_ids"].shape[1]
             out = model.generate(**enc, max_new_tokens=max_new, do_sample=False,
                                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-            texts = tok.batch_decode(out[:, enc["input_ids"].shape[1]:],
-                                     skip_special_tokens=True)
-            scores += [score(r["task"], t, r["answer"]) for r, t in zip(rows, texts)]
+            texts = tok.batch_decode(out[:, width:], skip_special_tokens=True)
+            greedy += [score(r["task"], t, r["answer"]) for r, t in zip(rows, texts)]
+            if samples > 0:
+                torch.manual_seed(seed * 7919 + start)
+                out = model.generate(**enc, max_new_tokens=max_new, do_sample=True,
+                                     temperature=1.0, top_k=0, top_p=1.0,
+                                     num_return_sequences=samples,
+                                     pad_token_id=tok.pad_token_id,
+                                     eos_token_id=tok.eos_token_id)
+                texts = tok.batch_decode(out[:, width:], skip_special_tokens=True)
+                sampled += [sum(score(r["task"], t, r["answer"]) for t in
+                                texts[i * samples:(i + 1) * samples]) / samples
+                            for i, r in enumerate(rows)]
+    torch.set_rng_state(rng_state)
+    if cuda_state is not None:
+        torch.cuda.set_rng_state_all(cuda_state)
     model.train(was)
-    per_task: dict[str, list[float]] = {}
-    for r, s in zip(held, scores):
-        per_task.setdefault(r["task"], []).append(s)
-    return {"acc": sum(scores) / len(scores),
-            "per_task": {t: sum(v) / len(v) for t, v in per_task.items()}}
+
+    def split(scores: list[float], key) -> dict[str, float]:
+        groups: dict[str, list[float]] = {}
+        for r, s in zip(held, scores):
+            groups.setdefault(key(r), []).append(s)
+        return {k: sum(v) / len(v) for k, v in groups.items()}
+
+    out_: dict[str, Any] = {
+        "acc_greedy": sum(greedy) / len(greedy),
+        "per_task_greedy": split(greedy, lambda r: r["task"]),
+        "per_cell_greedy": split(greedy, lambda r: f"{r['task']}/{r['level']}")}
+    out_["scores_greedy"] = [round(x, 4) for x in greedy]  # per problem (paired tests)
+    if sampled:
+        out_["scores_sampled"] = [round(x, 4) for x in sampled]
+        out_ |= {"acc_sampled": sum(sampled) / len(sampled),
+                 "per_task_sampled": split(sampled, lambda r: r["task"]),
+                 "per_cell_sampled": split(sampled, lambda r: f"{r['task']}/{r['level']}")}
+    head = "sampled" if metric == "sampled" and sampled else "greedy"
+    out_ |= {"acc": out_[f"acc_{head}"], "per_task": out_[f"per_task_{head}"],
+             "metric": head}
+    return out_
 
 
 # -- the service -----------------------------------------------------------------------
@@ -426,7 +468,9 @@ def train_run(url: str, server_pid: int | None, bank_id: int, train: list[dict],
 
         def _eval(self, model, step):
             t0 = time.perf_counter()
-            ev = greedy_eval(model, tok, held, args.device, args.max_new)
+            ev = heldout_eval(model, tok, held, args.device, args.max_new,
+                              getattr(args, "eval_samples", 0),
+                              getattr(args, "metric", "greedy"), seed)
             evals.append({"step": step, "rollouts": step * P * G, **ev})
             timing["eval"] += time.perf_counter() - t0
 
@@ -448,7 +492,9 @@ def train_run(url: str, server_pid: int | None, bank_id: int, train: list[dict],
                 if progress:
                     recent = steps[max(0, s - args.eval_every):s]
                     print(f"  [{arm} seed {seed}] step {s:4d}/{args.steps}: held-out "
-                          f"{evals[-1]['acc']:.3f} "
+                          f"{evals[-1]['acc']:.3f} (greedy {evals[-1]['acc_greedy']:.3f}"
+                          + (f", sampled {evals[-1]['acc_sampled']:.3f}) "
+                             if "acc_sampled" in evals[-1] else ") ")
                           + " ".join(f"{t[:5]} {v:.2f}" for t, v in
                                      evals[-1]["per_task"].items())
                           + f" | zero-var {np.mean([x['zero_var'] for x in recent]):.2f}"
@@ -536,6 +582,10 @@ def summarize(runs: list[dict]) -> dict[str, Any]:
             "final": [r["evals"][-1]["acc"] for r in mine],
             "final_per_task": [r["evals"][-1]["per_task"] for r in mine],
             "auc": [float(np.mean([e["acc"] for e in r["evals"][1:]])) for r in mine],
+            "sampled": [(r["evals"][0]["acc_sampled"], r["evals"][-1]["acc_sampled"],
+                         max(e["acc_sampled"] for e in r["evals"]))
+                        for r in mine if "acc_sampled" in r["evals"][0]],
+            "greedy_peak": [max(e["acc"] for e in r["evals"]) for r in mine],
             "steps_to_uniform_final": reach,
             "zero_var": [float(z) for z in zero], "noise": [float(n) for n in noise],
             "zero_var_first_quarter": [float(np.mean([x["zero_var"] for x in r["steps"][
@@ -585,7 +635,8 @@ def write_report(data: dict[str, Any], md: Path, png: Path) -> None:
             series = np.array([[x[key] for x in r["steps"][:n]] for r in mine]).mean(0)
             smooth = np.convolve(series, np.ones(w) / w, mode="valid")
             ax.plot(np.arange(len(smooth)) + w, smooth, label=arm, color=colors.get(arm))
-    axes[0].set(xlabel="optimizer step", ylabel="held-out accuracy (greedy)",
+    metric = runs[0]["evals"][0].get("metric", "greedy")
+    axes[0].set(xlabel="optimizer step", ylabel=f"held-out accuracy ({metric})",
                 title="held-out accuracy vs step")
     axes[1].set(xlabel="rollouts generated (thousands)", title="held-out accuracy vs rollouts")
     axes[2].set(xlabel="optimizer step", ylabel="share of prompt groups",
@@ -618,15 +669,18 @@ def write_report(data: dict[str, Any], md: Path, png: Path) -> None:
         f"{meta['steps']} steps × {meta['prompts']} prompts × {meta['generations']} "
         f"rollouts, lr {meta['lr']}; bank of {meta['n_train']:,} reasoning-gym problems "
         f"({meta['cells']}), {meta['trap_share']:.0%} coin-flip verifiers; held-out "
-        f"{meta['n_heldout']} problems ({meta['heldout']} per task × level), greedy "
-        f"`score_answer`, every {meta['eval_every']} steps. Seeds {summary['seeds']}; "
+        f"{meta['n_heldout']} problems ({meta['heldout']} per task × level), {metric} "
+        f"`score_answer`" + (f" (and the sampled pass rate, {meta['eval_samples']} samples at "
+                             f"temperature 1)" if meta.get("eval_samples") else "")
+        + f", every {meta['eval_every']} steps. Seeds {summary['seeds']}; "
         f"curator defaults (sec: `field=level`).",
         "",
-        "| arm | held-out start → final (per seed) | mean final | mean AUC | steps to "
+        f"| arm | held-out ({metric}) start → final (per seed) | peak (per seed) | "
+        "sampled pass rate start → final (peak) | mean final | mean AUC | steps to "
         "uniform's final (per seed) | zero-variance groups (all / first ¼ / last ¼) | "
         "noise share | trainer step (median) | service per step (select + feedback) | "
         "service ÷ trainer | service CPU per step |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in summary["rows"]:
         starts = " / ".join(f"{a:.3f}→{b:.3f}" for a, b in zip(row["initial"], row["final"]))
@@ -634,13 +688,34 @@ def write_report(data: dict[str, Any], md: Path, png: Path) -> None:
         trainer = [s - v for s, v in zip(row["step_s"], row["service_s"])]
         cpu = [x for x in row["service_cpu_per_step_s"] if x is not None]
         lines.append(
-            f"| {row['arm']} | {starts} | {np.mean(row['final']):.3f} | "
+            f"| {row['arm']} | {starts} | {_fmt_list(row['greedy_peak'])} | "
+            + (" / ".join(f"{a:.3f}→{b:.3f} ({c:.3f})" for a, b, c in row["sampled"])
+               or "—")
+            + f" | {np.mean(row['final']):.3f} | "
             f"{np.mean(row['auc']):.3f} | {reach} | {np.mean(row['zero_var']):.2f} / "
             f"{np.mean(row['zero_var_first_quarter']):.2f} / "
             f"{np.mean(row['zero_var_last_quarter']):.2f} | {np.mean(row['noise']):.3f} | "
             f"{np.mean(trainer):.2f} s | {np.mean(row['service_s']) * 1e3:.0f} ms | "
             f"{np.mean(row['service_ratio']):.1%} | "
             + (f"{np.mean(cpu) * 1e3:.0f} ms |" if cpu else "— |"))
+    if all("scores_greedy" in r["evals"][0] for r in runs):
+        rng = np.random.default_rng(0)
+        lines += ["", "Final − start per run, with a paired bootstrap 95% interval over the "
+                  "held-out problems (4,000 resamples; the interval is over problems, not "
+                  "over training seeds):", "",
+                  "| arm | seed | greedy: final − start [95%] | sampled: final − start [95%] |",
+                  "|---|---|---|---|"]
+        for r in sorted(runs, key=lambda r: (ARMS.index(r["arm"]), r["seed"])):
+            cells = []
+            for key in ("scores_greedy", "scores_sampled"):
+                if key not in r["evals"][0]:
+                    cells.append("—")
+                    continue
+                d = np.array(r["evals"][-1][key]) - np.array(r["evals"][0][key])
+                boot = d[rng.integers(0, len(d), (4000, len(d)))].mean(1)
+                lo, hi = np.percentile(boot, [2.5, 97.5])
+                cells.append(f"{d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]")
+            lines.append(f"| {r['arm']} | {r['seed']} | " + " | ".join(cells) + " |")
     lines += ["", "Final held-out accuracy per task (mean over seeds):", "",
               "| arm | " + " | ".join(meta["tasks"]) + " |",
               "|---|" + "---|" * len(meta["tasks"])]
@@ -651,7 +726,10 @@ def write_report(data: dict[str, Any], md: Path, png: Path) -> None:
     lines += [
         "",
         "Definitions. Held-out accuracy: mean `score_answer` of the greedy completion over "
-        "the held-out problems (no noise; equal count per task × level cell). AUC: mean over "
+        "the held-out problems (no noise; equal count per task × level cell); sampled pass "
+        "rate: mean `score_answer` over that many completions sampled at the training "
+        "temperature per held-out problem (fixed sampling seed). Peak: the best evaluation "
+        "(an optimistic read: picked after the fact). AUC: mean over "
         "the evaluations after step 0. Steps to uniform's final: first evaluated step at "
         "which the arm reaches uniform's final accuracy on the same seed (— never). "
         "Zero-variance groups: share of a step's prompt groups whose rewards are all equal "
@@ -678,7 +756,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--seed-base", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--prompts", type=int, default=16, help="prompts per optimizer step")
     ap.add_argument("--generations", type=int, default=8, help="rollouts per prompt (G)")
     ap.add_argument("--accumulation", type=int, default=1, help="gradient accumulation")
@@ -687,6 +765,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--cells", default=DEFAULT_CELLS, help="task:n1/n2/n3,... per level")
     ap.add_argument("--heldout", type=int, default=20, help="held-out per task × level")
+    ap.add_argument("--metric", choices=("greedy", "sampled"), default="greedy",
+                    help="headline held-out metric (both are recorded when --eval-samples)")
+    ap.add_argument("--eval-samples", type=int, default=4,
+                    help="sampled completions per held-out problem (0: greedy only)")
     ap.add_argument("--trap-share", type=float, default=0.10)
     ap.add_argument("--n-embd", type=int, default=96)
     ap.add_argument("--n-layer", type=int, default=3)
