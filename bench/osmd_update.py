@@ -68,6 +68,7 @@ async def main() -> None:
     from curator.app import create_app
     from curator.cli import migrate
     from curator.core.config import Settings
+    from curator.runs import apply
     from curator.runs.feedback import ResultRecord, record_feedback
     from curator.runs.selection import select_batch
     from curator.selection.prescore import SelectionHandover
@@ -134,7 +135,8 @@ async def main() -> None:
                 if run_id in updater._cache:
                     cached = updater._cache[run_id][1]
                     with st.session_factory() as s:
-                        obs, _ = updater._observations(s, bank, res.ticket_id, None)
+                        obs, _ = apply.observations(s, st.files, st.session_factory, bank,
+                                                    res.ticket_id, None)
                     twin = fresh_strategy(run, bank.dim, "cpu")
                     twin.load_state_dict(cached.state_dict())
                     t1 = time.perf_counter()

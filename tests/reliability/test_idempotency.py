@@ -26,8 +26,8 @@ from sqlalchemy import create_engine, func, select
 
 from curator.curation.types import Pool
 from curator.db.models import Bank, Feedback, HistoryPoint, Run, Ticket, TicketItem
+from curator.runs import apply
 from curator.strategy_store import checkpoint_state, load_strategy
-from curator.worker.updater import Updater
 from tests.reliability.support import assert_applied_exactly_once
 from tests.service.helpers import (
     AUTH,
@@ -217,7 +217,7 @@ async def test_feedback_for_an_old_model_version_uses_stored_logits(settings):
 
         # replaying v1 + t2's stored observations reproduces checkpoint 2 exactly …
         bank = s.get(Bank, run.bank_id)
-        batch, _ = Updater(sf, files)._observations(s, bank, t2["ticket_id"], None)
+        batch, _ = apply.observations(s, files, sf, bank, t2["ticket_id"], None)
         assert [o.logit for o in batch] == pytest.approx(stored.tolist())
         stats = v1.update(batch)
         want = checkpoint_state(s, run_id, 2)["model"]

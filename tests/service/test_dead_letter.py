@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from curator.db.models import Ticket
-from curator.worker.updater import Updater
+from curator.runs import apply
 from tests.service.helpers import bearer, make_bank, make_run, running_app
 
 pytestmark = pytest.mark.anyio
@@ -18,14 +18,14 @@ pytestmark = pytest.mark.anyio
 async def test_poison_ticket_becomes_failed_and_does_not_stall_the_run(settings, monkeypatch):
     settings.max_apply_attempts = 2
     poison: set[str] = set()
-    real = Updater._observations
+    real = apply.observations
 
-    def failing(self, s, bank, ticket_id, category_field):
+    def failing(s, files, session_factory, bank, ticket_id, category_field):
         if ticket_id in poison:  # fault injection: this ticket's apply always raises
             raise RuntimeError("simulated corrupt feedback")
-        return real(self, s, bank, ticket_id, category_field)
+        return real(s, files, session_factory, bank, ticket_id, category_field)
 
-    monkeypatch.setattr(Updater, "_observations", failing)
+    monkeypatch.setattr(apply, "observations", failing)
     async with running_app(settings) as (client, _):
         bank_id = await make_bank(client, n=40)
         run_id, token = await make_run(client, bank_id)

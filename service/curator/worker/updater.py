@@ -14,32 +14,21 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from curator.bank import access
 from curator.bank.files import BankFiles
 from curator.core.tickets import TicketState
-from curator.curation.control import control_sums
-from curator.curation.types import Observation, Strategy
+from curator.curation.types import Strategy
 from curator.db.models import (
     Bank,
-    Feedback,
-    HistoryPoint,
     Run,
     Ticket,
-    TicketItem,
-    utcnow,
 )
-from curator.selected_by import selected_counts
-from curator.strategy_store import NonFiniteState, load_strategy, write_checkpoint
+from curator.runs import apply
+from curator.strategy_store import NonFiniteState, load_strategy
 
 log = logging.getLogger("curator.worker")
-
-
-class _Overtaken(Exception):
-    """Another worker applied this ticket (or moved the run) since this one read it."""
 
 
 class ApplyError(RuntimeError):
@@ -172,8 +161,8 @@ class Updater:
             try:
                 bank = s.get(Bank, run.bank_id)
                 strategy = self._strategy(s, run, bank.dim)
-                batch, curator_share = self._observations(s, bank, ticket_id,
-                                                          strategy.category_field)
+                batch, curator_share = apply.observations(s, self._files, self._sf, bank,
+                                                          ticket_id, strategy.category_field)
                 try:
                     stats = strategy.update(batch)
                 except Exception:
@@ -181,35 +170,9 @@ class Updater:
                     raise
                 version = run.model_version + 1
                 prepared = self._prepare(run, bank, version, strategy)
-                run_stats = _run_stats(run.stats, batch)
-                # Guarded writes, before anything else is written: only from the version
-                # this update started from, only a ticket still reported. PostgreSQL's
-                # FOR UPDATE already serialises workers; SQLite has no row locks, so with
-                # several worker processes two may apply one ticket: the second finds a
-                # row count of 0 and steps back (its checkpoint would collide).
-                moved = s.execute(update(Run).where(Run.id == run.id,
-                                                    Run.model_version == version - 1)
-                                  .values(model_version=version, stats=run_stats)).rowcount
-                taken = s.execute(update(Ticket).where(Ticket.id == ticket_id,
-                                                       Ticket.state == TicketState.REPORTED)
-                                  .values(state=TicketState.APPLIED, applied_at=utcnow())
-                                  ).rowcount
-                if moved != 1 or taken != 1:
-                    raise _Overtaken
-                write_checkpoint(s, run.id, version, strategy)
-                # mean_utility: the mean Û of the step's reported problems, as the trainer's
-                # feedback made it (one unit everywhere: dashboard, client metrics, export);
-                # the strategy's own windowed, scaled mean goes to extra.scaled_utility
-                extra = dict(stats.extra) | control_sums(batch)
-                if stats.mean_utility is not None:
-                    extra["scaled_utility"] = float(stats.mean_utility)
-                s.add(HistoryPoint(run_id=run.id, ticket_id=ticket_id, step=ticket.step,
-                                   model_version=version, n_items=len(batch), loss=stats.loss,
-                                   mean_utility=_mean_utility(batch),
-                                   mean_reward=stats.mean_reward,
-                                   entropy=ticket.pool_entropy, curator_share=curator_share,
-                                   extra=extra,
-                                   selected_by=selected_counts(s, bank.id, ticket_id)))
+                apply.record_update(s, run=run, ticket=ticket, bank=bank, version=version,
+                                    strategy=strategy, batch=batch, stats=stats,
+                                    curator_share=curator_share)
                 if self.handover is None or not self._stage(run_id, version, prepared):
                     prepared = None
                 try:
@@ -230,7 +193,7 @@ class Updater:
                 log.error("refused ticket %s of run %d: %s", ticket_id, run_id, exc)
                 self._dead_letter(ticket_id, exc)
                 return Applied(ticket_id, run_id, -1, time.perf_counter() - t0, skipped=True)
-            except _Overtaken:
+            except apply.Overtaken:
                 s.rollback()
                 self._cache.pop(run_id, None)  # updated from a version that is gone
                 log.info("ticket %s of run %d was applied by another worker", ticket_id,
@@ -270,51 +233,3 @@ class Updater:
         except Exception:
             log.exception("handing run %d v%d over failed", run_id, version)
             return None
-
-    def _observations(self, s: Session, bank: Bank, ticket_id: str,
-                      category_field: str | None) -> tuple[list[Observation], float]:
-        # Every item of the ticket (for the curator share), with its feedback if any.
-        items = s.execute(
-            select(TicketItem.problem_id, TicketItem.logit, TicketItem.propensity,
-                   TicketItem.source, Feedback.ticket_id.label("reported"), Feedback.utility,
-                   Feedback.utility_kind, Feedback.mean_reward, Feedback.mean_abs_advantage)
-            .outerjoin(Feedback, (Feedback.ticket_id == TicketItem.ticket_id)
-                       & (Feedback.problem_id == TicketItem.problem_id))
-            .where(TicketItem.ticket_id == ticket_id).order_by(TicketItem.rank)).all()
-        share = (sum(r.source == "curator" for r in items) / len(items)) if items else 0.0
-        rows = [r for r in items if r.reported is not None]
-        if not rows:
-            return [], share
-        positions = np.array([r.problem_id for r in rows], dtype=np.int64)
-        vectors = access.embeddings(self._files, self._sf, bank, positions)
-        cats = (dict(zip(positions.tolist(), access.categories(s, bank.id, positions,
-                                                                category_field)))
-                if category_field else {})
-        return [
-            Observation(problem_id=r.problem_id, logit=r.logit, propensity=r.propensity,
-                        source=r.source, embedding=vectors[i], category=cats.get(r.problem_id),
-                        utility=r.utility, utility_kind=r.utility_kind,
-                        mean_reward=r.mean_reward, mean_abs_advantage=r.mean_abs_advantage)
-            for i, r in enumerate(rows)
-        ], share
-
-
-def _mean_utility(batch: list[Observation]) -> float | None:
-    values = [o.utility for o in batch if o.utility is not None and np.isfinite(o.utility)]
-    return float(np.mean(values)) if values else None
-
-
-def _run_stats(stats: dict | None, batch: list[Observation]) -> dict:
-    """The run's stats with this batch's utility kinds counted in (and a note when the
-    trainer sends rewards without log-ratios)."""
-    run_stats = dict(stats or {})
-    kinds = [o.utility_kind for o in batch if o.utility_kind]
-    if kinds:
-        run_stats["utility_kinds"] = {
-            k: run_stats.get("utility_kinds", {}).get(k, 0) + kinds.count(k)
-            for k in set(kinds) | set(run_stats.get("utility_kinds", {}))}
-        if "abs_advantage" in kinds:
-            run_stats["utility_fallback"] = (
-                "no log_ratios sent: utility falls back to mean |advantage|")
-    return run_stats
-
