@@ -41,8 +41,9 @@ from curator.admin.schemas import (
 from curator.bank import access
 from curator.bank.files import BankFiles
 from curator.core.tickets import TicketState
+from curator.curation import step
 from curator.curation.sampler import entropy, softmax
-from curator.curation.types import Pool, Strategy
+from curator.curation.types import Strategy
 from curator.db.models import Bank, Feedback, HistoryPoint, Problem, Run, Ticket, TicketItem
 from curator.selected_by import OTHER_VALUE, field_counts, group_value
 
@@ -327,9 +328,8 @@ def distribution(*, session: Session, session_factory: sessionmaker[Session], ru
     categories = None
     if strategy.category_field:
         categories = [access.as_category(v) for v in column(strategy.category_field)]
-    pool = Pool(problem_ids=positions, categories=categories,
-                embeddings=access.embeddings(files, session_factory, bank, positions))
-    logits = np.asarray(strategy.logits(pool), dtype=np.float64)
+    logits = step.score(strategy, positions,
+                        lambda p: access.embeddings(files, session_factory, bank, p), categories)
     q = softmax(logits, strategy.temperature) if base["active"] else np.full(n, 1.0 / n)
 
     h = entropy(q)

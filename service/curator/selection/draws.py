@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from curator.bank import access
 from curator.bank.files import BankFiles
-from curator.curation.sampler import entropy, sample
+from curator.curation import step as step_
+from curator.curation.sampler import entropy
 from curator.db.models import Bank
 
 
@@ -45,10 +46,9 @@ def draw(*, seed: int, step: int, batch_size: int, positions: np.ndarray,
          explore: float) -> Draw:
     """Sample `batch_size` of the pool at `positions` (docs/design.md, "Sampling"); the
     rng is keyed by (seed, step), so a replay draws the same problems."""
-    rng = np.random.default_rng([seed, step])
-    selection = sample(logits if active else None, batch_size, rng,
-                       pool_size=int(positions.size), top_p=top_p, temperature=temperature,
-                       explore=explore)
+    selection = step_.draw(logits, seed=seed, step=step, batch_size=batch_size,
+                           pool_size=int(positions.size), active=active, top_p=top_p,
+                           temperature=temperature, explore=explore)
     return Draw(step=step, batch_size=batch_size,
                 problem_ids=np.asarray(positions[selection.indices], dtype=np.int64),
                 logits=np.asarray(logits, dtype=np.float64)[selection.indices],

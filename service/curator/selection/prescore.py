@@ -28,8 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from curator.bank import access
 from curator.bank.files import BankFiles
+from curator.curation import step
 from curator.curation.proposal import claim_pool
-from curator.curation.types import Pool, Strategy
+from curator.curation.types import Strategy
 from curator.db.models import Bank, Run, Ticket
 from curator.selection.draws import draw, with_problems
 from curator.selection.prescored import Prescored
@@ -56,13 +57,8 @@ def pool_logits(strategy: Strategy, session_factory: sessionmaker[Session], file
     if strategy.category_field:
         with session_factory() as s:
             categories = access.categories(s, bank.id, positions, strategy.category_field)
-    if strategy.uses_embeddings:
-        embeddings = access.embeddings(files, session_factory, bank, positions)
-    else:
-        embeddings = np.zeros((positions.size, 0), dtype=np.float32)
-    pool = Pool(problem_ids=positions.astype(np.int64), embeddings=embeddings,
-                categories=categories)
-    return np.asarray(strategy.logits(pool), dtype=np.float64)
+    return step.score(strategy, positions,
+                      lambda p: access.embeddings(files, session_factory, bank, p), categories)
 
 
 def prescore_next(strategy: Strategy, version: int, run_id: int,

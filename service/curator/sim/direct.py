@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from curator.curation import step as curation_step
 from curator.curation.proposal import pool_positions
-from curator.curation.sampler import sample
 from curator.curation.strategies import build_strategy
-from curator.curation.types import Observation, Pool
+from curator.curation.types import Observation
 from curator.curation.utility import summarise_group
 from curator.sim.bank import NOISE_KINDS, SimBank
 from curator.sim.protocol import SimStudent, StudentSpec
@@ -116,16 +116,14 @@ def simulate_run_direct(
             sources = ["curator"] * cfg.batch_size
             props = np.full(cfg.batch_size, 1.0 / m)
         else:
-            emb = features[positions] if strat.uses_embeddings else np.zeros((m, 0), np.float32)
             cats = None
             if strat.category_field:
                 cats = [category(bank, int(i), strat.category_field) for i in positions]
-            pool = Pool(problem_ids=positions, embeddings=emb, categories=cats)
-            logits = np.asarray(strat.logits(pool), dtype=np.float64)
-            sel = sample(logits if strat.active() else None, cfg.batch_size,
-                         np.random.default_rng([seed, step]), pool_size=m,
-                         top_p=strat.top_p, temperature=strat.temperature,
-                         explore=float(strat.explore_share))
+            logits = curation_step.score(strat, positions, lambda p: features[p], cats)
+            sel = curation_step.draw(logits, seed=seed, step=step, batch_size=cfg.batch_size,
+                                     pool_size=m, active=strat.active(), top_p=strat.top_p,
+                                     temperature=strat.temperature,
+                                     explore=float(strat.explore_share))
             pick, sources, props = sel.indices, sel.sources, sel.propensities
         idx = positions[pick]
         rewards = stud.rollouts(train, idx, cfg.rollouts, rng)
