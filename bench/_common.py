@@ -35,18 +35,27 @@ def server(env: dict[str, str], app: str = "curator.app:create_app",
     proc = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(f"server on {url} did not start")
+        wait_healthy(url, proc, tries=300)
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, *, tries: int = 300,
+                 log: Path | None = None) -> None:
+    """Poll `url`/healthz until it answers 200; RuntimeError (with the tail of `log`) if
+    the process exits first or `tries` polls pass."""
+    for _ in range(tries):
+        if proc.poll() is not None:
+            tail = log.read_text()[-2000:] if log is not None else ""
+            raise RuntimeError(f"the server on {url} exited: {tail}")
+        try:
+            if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server on {url} did not start")
 
 
 def percentiles(samples_s: list[float]) -> dict[str, float]:

@@ -67,7 +67,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from _common import free_port  # noqa: E402
+from _common import free_port, wait_healthy  # noqa: E402
 
 for extra in (ROOT / "service", ROOT / "client"):
     if str(extra) not in sys.path:
@@ -347,7 +347,6 @@ def heldout_eval(model, tok, held: list[dict], device: str, max_new: int, sample
 @contextmanager
 def curator_serve(data_dir: Path) -> Iterator[tuple[str, int]]:
     """`curator serve` (SQLite in `data_dir`, embedded worker) on a free port."""
-    import httpx
 
     port = free_port()
     env = {**os.environ, "CURATOR_DATA_DIR": str(data_dir), "CURATOR_ADMIN_TOKEN": ADMIN,
@@ -360,16 +359,7 @@ def curator_serve(data_dir: Path) -> Iterator[tuple[str, int]]:
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise RuntimeError(f"curator serve exited: {(data_dir / 'serve.log').read_text()}")
-            try:
-                if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("curator serve did not start")
+        wait_healthy(url, proc, tries=600, log=data_dir / "serve.log")
         yield url, proc.pid
     finally:
         proc.terminate()

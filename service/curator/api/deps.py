@@ -29,7 +29,9 @@ def get_session(state: StateDep):
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-async def bearer(authorization: Annotated[str | None, Header()] = None) -> str:
+def parse_bearer(authorization: str | None) -> str:
+    """The token of an Authorization header; Unauthorized when it is missing or is not
+    `Bearer <token>`. Shared by the route dependency and the auth gate (api/gate.py)."""
     if not authorization:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
     scheme, _, token = authorization.partition(" ")
@@ -38,15 +40,19 @@ async def bearer(authorization: Annotated[str | None, Header()] = None) -> str:
     return token.strip()
 
 
+async def bearer(authorization: Annotated[str | None, Header()] = None) -> str:
+    return parse_bearer(authorization)
+
+
 TokenDep = Annotated[str, Depends(bearer)]
 
 
-def _is_admin(state: AppState, token: str) -> bool:
+def is_admin(state: AppState, token: str) -> bool:
     return any(tokens.same_secret(token, t) for t in state.admin_tokens)
 
 
 async def require_admin(state: StateDep, token: TokenDep) -> None:
-    if _is_admin(state, token):
+    if is_admin(state, token):
         return
     if tokens.token_run_id(token) is not None:
         raise Forbidden("run tokens cannot use admin endpoints")
@@ -88,7 +94,7 @@ def authorise_run_sync(state: AppState, run_id: int, token: str,
         with state.session_factory() as s:
             return authorise_run_sync(state, run_id, token, s)
     run = session.get(Run, run_id)
-    if _is_admin(state, token):
+    if is_admin(state, token):
         if run is None:
             raise NotFound(f"run {run_id} not found", {"run_id": run_id})
         return run

@@ -16,7 +16,8 @@ import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from curator.api.errors import error_body
+from curator.api.deps import is_admin, parse_bearer
+from curator.api.errors import Unauthorized, error_body
 from curator.runs import tokens
 
 _WRITES = {"POST", "PUT", "PATCH", "DELETE"}
@@ -50,16 +51,14 @@ class AuthGate:
     @staticmethod
     def _refusal(scope: Scope) -> tuple[int, str] | None:
         header = next((v for k, v in scope.get("headers", []) if k == b"authorization"), None)
-        if header is None:
-            return 401, "missing bearer token: send 'Authorization: Bearer <token>'"
-        scheme, _, token = header.decode("latin-1").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return 401, "malformed Authorization header: expected 'Bearer <token>'"
+        try:
+            token = parse_bearer(None if header is None else header.decode("latin-1"))
+        except Unauthorized as exc:
+            return 401, exc.message
         state = getattr(getattr(scope.get("app"), "state", None), "curator", None)
         if state is None:  # not started (no lifespan): let the route answer
             return None
-        if any(tokens.same_secret(token, t) for t in state.admin_tokens):
+        if is_admin(state, token):
             return None
         run_write = bool(_RUN_WRITES.match(scope["path"]))
         if tokens.token_run_id(token) is not None:

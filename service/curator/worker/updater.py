@@ -125,25 +125,19 @@ class Updater:
                 self._record_failure(exc.ticket_id, exc.__cause__)
                 raise
 
-    def _record_failure(self, ticket_id: str, cause: BaseException | None) -> None:
-        """Count a failed apply; after `max_attempts` the ticket is set aside as `failed`
-        (a dead letter), so one poison ticket cannot stall its run's later tickets."""
+    def _record_failure(self, ticket_id: str, cause: BaseException | None, *,
+                        final: bool = False) -> None:
+        """Count a failed apply; after `max_attempts` (at once when `final`: a failure
+        that a retry would repeat) the ticket is set aside as `failed` (a dead letter),
+        so one poison ticket cannot stall its run's later tickets."""
         message = f"{type(cause).__name__}: {cause}"[:2000]
         with self._sf() as s:
             pending = (Ticket.id == ticket_id) & (Ticket.state == TicketState.REPORTED)
             s.execute(update(Ticket).where(pending)
                       .values(attempts=Ticket.attempts + 1, error=message))
-            s.execute(update(Ticket).where(pending, Ticket.attempts >= self.max_attempts)
+            limit = Ticket.attempts >= self.max_attempts
+            s.execute(update(Ticket).where(pending, *(() if final else (limit,)))
                       .values(state=TicketState.FAILED))
-            s.commit()
-
-    def _dead_letter(self, ticket_id: str, cause: BaseException) -> None:
-        """Set a reported ticket aside as `failed` at once, with the reason."""
-        with self._sf() as s:
-            s.execute(update(Ticket).where(Ticket.id == ticket_id,
-                                           Ticket.state == TicketState.REPORTED)
-                      .values(state=TicketState.FAILED, attempts=Ticket.attempts + 1,
-                              error=f"{type(cause).__name__}: {cause}"[:2000]))
             s.commit()
 
     def _apply_oldest(self, run_id: int) -> Applied:
@@ -191,7 +185,7 @@ class Updater:
                 s.rollback()
                 self._cache.pop(run_id, None)
                 log.error("refused ticket %s of run %d: %s", ticket_id, run_id, exc)
-                self._dead_letter(ticket_id, exc)
+                self._record_failure(ticket_id, exc, final=True)
                 return Applied(ticket_id, run_id, -1, time.perf_counter() - t0, skipped=True)
             except apply.Overtaken:
                 s.rollback()

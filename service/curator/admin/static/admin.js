@@ -735,7 +735,7 @@ function renderSeries() {
     refs: [{ y: 1, label: "uniform" }], emptyText: none });
   lineChart($("chart-utility"), series("mean_utility", "mean utility", "#3a9b5c"),
     { xLabel: "step", yLabel: "utility", emptyText: none, refs: [{ y: 0 }] });
-  const w0 = Math.max(5, Math.min(50, Math.round(pts.length / 10)));
+  const w0 = rollingWindow(pts.length);
   const z = zeroSeries(pts, w0);
   lineChart($("chart-zero"), [
     { name: "curator items", color: "#2f6fb3", points: z.cur },
@@ -754,17 +754,31 @@ function renderSeries() {
   ], { yMin: 0, yMax: 1, yFormat: pct, xLabel: "step", yLabel: "share of batch", emptyText: none });
 }
 
-/** Rolling share of groups with no reward variance, per source, from the per-step counts
- * the worker keeps with each history point (curation/control.py: zs_*). */
-function zeroSeries(pts, window) {
-  const rows = pts.filter((p) => p.extra && finite(p.extra.zs_cur_n));
-  const out = { cur: [], exp: [], all: [] };
-  const acc = [0, 0, 0, 0];
-  const keys = ["zs_cur_n", "zs_cur_zero", "zs_exp_n", "zs_exp_zero"];
+const CTL_KEYS = ["ctl_cur_n", "ctl_cur_sum", "ctl_cur_sq", "ctl_exp_n", "ctl_exp_sum", "ctl_exp_sq"];
+const ZS_KEYS = ["zs_cur_n", "zs_cur_zero", "zs_exp_n", "zs_exp_zero"];
+
+/** The rolling window of the per-step series: ~1/10 of the points, 5 to 50 steps. */
+function rollingWindow(n) { return Math.max(5, Math.min(50, Math.round(n / 10))); }
+
+/** [step, sums of `keys` over the last `window` points] for each history point holding
+ * them (the per-step sums the worker keeps in each point's extra, curation/control.py). */
+function rollingSums(pts, keys, window) {
+  const rows = pts.filter((p) => p.extra && finite(p.extra[keys[0]]));
+  const acc = keys.map(() => 0);
+  const out = [];
   for (let i = 0; i < rows.length; i++) {
     keys.forEach((k, j) => { acc[j] += rows[i].extra[k]; });
     if (i >= window) keys.forEach((k, j) => { acc[j] -= rows[i - window].extra[k]; });
-    const [nc, zc, ne, ze] = acc, step = rows[i].step;
+    out.push([rows[i].step, acc.slice()]);
+  }
+  return out;
+}
+
+/** Rolling share of groups with no reward variance, per source, from the per-step counts
+ * the worker keeps with each history point (curation/control.py: zs_*). */
+function zeroSeries(pts, window) {
+  const out = { cur: [], exp: [], all: [] };
+  for (const [step, [nc, zc, ne, ze]] of rollingSums(pts, ZS_KEYS, window)) {
     out.cur.push([step, nc > 0 ? zc / nc : null]);
     out.exp.push([step, ne > 0 ? ze / ne : null]);
     out.all.push([step, nc + ne > 0 ? (zc + ze) / (nc + ne) : null]);
@@ -775,15 +789,8 @@ function zeroSeries(pts, window) {
 /** Rolling curator − explore mean Û with a Welch 95% interval, from the per-step sums the
  * worker keeps with each history point (curation/control.py). */
 function controlSeries(pts, window) {
-  const keys = ["ctl_cur_n", "ctl_cur_sum", "ctl_cur_sq", "ctl_exp_n", "ctl_exp_sum", "ctl_exp_sq"];
-  const rows = pts.filter((p) => p.extra && finite(p.extra.ctl_cur_n));
   const out = { mid: [], low: [], high: [] };
-  const acc = keys.map(() => 0);
-  for (let i = 0; i < rows.length; i++) {
-    keys.forEach((k, j) => { acc[j] += rows[i].extra[k]; });
-    if (i >= window) keys.forEach((k, j) => { acc[j] -= rows[i - window].extra[k]; });
-    const [nc, sc, qc, ne, se, qe] = acc;
-    const step = rows[i].step;
+  for (const [step, [nc, sc, qc, ne, se, qe]] of rollingSums(pts, CTL_KEYS, window)) {
     if (nc < 2 || ne < 2) { for (const s of Object.values(out)) s.push([step, null]); continue; }
     const mc = sc / nc, me = se / ne;
     const vc = Math.max(0, (qc - nc * mc * mc) / (nc - 1)), ve = Math.max(0, (qe - ne * me * me) / (ne - 1));
@@ -795,7 +802,7 @@ function controlSeries(pts, window) {
 
 function renderControl() {
   const pts = S.hist.points;
-  const window = Math.max(5, Math.min(50, Math.round(pts.length / 10)));
+  const window = rollingWindow(pts.length);
   const c = controlSeries(pts, window);
   $("control-hint").textContent = `mean Û of the curator's items minus the explore items' ` +
     `(uniform picks from the same pools), over the last ${window} steps, with its 95% ` +
@@ -963,7 +970,7 @@ function renderCompare() {
     let seen = 0; // problems trained on so far (reported items of applied steps)
     const cum = pts.map((p) => (seen += p.n_items || 0));
     rewardN.push({ name, color, points: r.map((pt, i) => [cum[i], pt[1]]) });
-    zero.push({ name, color, points: zeroSeries(pts, Math.max(5, Math.min(50, Math.round(pts.length / 10)))).all });
+    zero.push({ name, color, points: zeroSeries(pts, rollingWindow(pts.length)).all });
   }
   const noReward = "No rewards reported (utility-only feedback).";
   lineChart($("chart-cmp-reward"), reward, { xLabel: "step", yLabel: "mean reward", emptyText: noReward });

@@ -77,21 +77,17 @@ async def metrics(state: StateDep) -> PlainTextResponse:
             states = dict(s.execute(select(Ticket.state, func.count())
                                     .group_by(Ticket.state)).all())
             runs = s.scalar(select(func.count()).select_from(Run)) or 0
+            w = worker_status(s, state.settings.worker_stale_s)
         return {"tickets": {f"state={k}": float(states.get(k, 0))
                             for k in (TicketState.ISSUED, TicketState.REPORTED,
                                                      TicketState.APPLIED)},
-                "runs": float(runs)}
-
-    def worker_gauges() -> dict:
-        with state.session_factory() as s:
-            w = worker_status(s, state.settings.worker_stale_s)
-        return {"workers_alive": float(w.alive),
+                "runs": float(runs),
+                "workers_alive": float(w.alive),
                 "worker_last_beat_age_seconds": (float("nan") if w.last_beat_age_s is None
                                                  else w.last_beat_age_s),
                 "apply_lag_seconds": w.lag_s}
 
-    gauges = await run_in_threadpool(db_gauges)
-    gauges |= await run_in_threadpool(worker_gauges)
+    gauges = await run_in_threadpool(db_gauges)  # one thread hop, one session
     # how this process's selects got their pool's logits: scored ahead (after the update
     # that made the version, selection/prescore.py) or inline on the request path
     gauges["select_pools"] = {"scored=ahead": float(state.snapshots.prescored_hits),
