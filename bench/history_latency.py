@@ -47,8 +47,8 @@ from curator.db.models import (  # noqa: E402
     Ticket,
 )
 from curator.db.session import make_engine, make_session_factory  # noqa: E402
-from curator.selected_by import count_selected, selected_counts  # noqa: E402
-from curator.strategy_store import fresh_strategy  # noqa: E402
+from curator.runs.selected_by import count_selected, selected_counts  # noqa: E402
+from curator.runs.strategy_store import fresh_strategy  # noqa: E402
 
 ADMIN = "bench-admin"
 DIM = 8

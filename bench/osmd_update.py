@@ -36,7 +36,7 @@ def replica_load(session_factory, run_id: int, dim: int) -> dict[str, float]:
     from sqlalchemy import func, select
 
     from curator.db.models import Checkpoint, Run
-    from curator.strategy_store import load_selection, load_strategy
+    from curator.runs.strategy_store import load_selection, load_strategy
 
     with session_factory() as s:
         run = s.get(Run, run_id)
@@ -72,7 +72,7 @@ async def main() -> None:
     from curator.runs.feedback import ResultRecord, record_feedback
     from curator.runs.selection import select_batch
     from curator.selection.prescore import SelectionHandover
-    from curator.strategy_store import fresh_strategy
+    from curator.runs.strategy_store import fresh_strategy
     from curator.worker.updater import Updater
 
     tmp = tempfile.mkdtemp()

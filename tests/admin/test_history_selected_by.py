@@ -11,7 +11,7 @@ from sqlalchemy import event, select, update
 from curator.admin import views
 from curator.db.models import HistoryPoint, Run
 from curator.db.session import make_engine, make_session_factory
-from curator.selected_by import (
+from curator.runs.selected_by import (
     MAX_FIELDS,
     MAX_VALUE_CHARS,
     MAX_VALUES,

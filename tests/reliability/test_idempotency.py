@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, func, select
 from curator.curation.types import Pool
 from curator.db.models import Bank, Feedback, HistoryPoint, Run, Ticket, TicketItem
 from curator.runs import apply
-from curator.strategy_store import checkpoint_state, load_strategy
+from curator.runs.strategy_store import checkpoint_state, load_strategy
 from tests.reliability.support import assert_applied_exactly_once
 from tests.service.helpers import (
     AUTH,

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from curator.curation.checkpoint import dumps, loads, non_finite_keys
 from curator.db.models import Checkpoint, Ticket
 from curator.runs.feedback import MAX_ABS_LOG_RATIO, MAX_ABS_REWARD, MAX_ABS_UTILITY
-from curator.strategy_store import checkpoint_state
+from curator.runs.strategy_store import checkpoint_state
 from tests.service.helpers import AUTH, bearer, make_bank, make_run, running_app, wait_applied
 
 pytestmark = pytest.mark.anyio

@@ -12,7 +12,7 @@ from curator.curation.checkpoint import dumps, loads
 from curator.curation.types import Observation, Pool
 from curator.db.models import Bank, Checkpoint, Run
 from curator.db.session import make_engine, make_session_factory
-from curator.strategy_store import (
+from curator.runs.strategy_store import (
     checkpoint_state,
     fresh_strategy,
     load_selection,

@@ -19,7 +19,7 @@ from curator.curation.sampler import softmax
 from curator.curation.strategies import build_strategy
 from curator.curation.types import Pool
 from curator.db.models import Checkpoint, HistoryPoint, Run
-from curator.strategy_store import checkpoint_state
+from curator.runs.strategy_store import checkpoint_state
 from tests.service.helpers import AUTH, bearer, running_app
 
 pytestmark = pytest.mark.anyio

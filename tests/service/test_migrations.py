@@ -95,7 +95,7 @@ def test_0005_downgrade_folds_checkpoint_parts_back(empty_url):
 
     from curator.curation.checkpoint import loads
     from curator.db.models import Checkpoint
-    from curator.strategy_store import fresh_strategy, load_strategy, write_checkpoint
+    from curator.runs.strategy_store import fresh_strategy, load_strategy, write_checkpoint
 
     cfg = alembic_config(empty_url)
     command.upgrade(cfg, "head")

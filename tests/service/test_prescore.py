@@ -157,7 +157,7 @@ async def test_a_select_scored_by_a_newer_copy_records_that_version(sqlite_setti
     """Between a select's claim and its scoring the worker may hand a newer version over;
     the ticket (and the answer) then carry the version that scored the pool, not the
     older one the claim returned."""
-    from curator.strategy_store import selection_copy
+    from curator.runs.strategy_store import selection_copy
 
     sqlite_settings.embedded_worker = False
     async with running_app(sqlite_settings) as (client, app):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from curator.db.models import Run
-from curator.strategy_store import load_strategy
+from curator.runs.strategy_store import load_strategy
 from tests.service.helpers import (
     AUTH,
     make_bank,

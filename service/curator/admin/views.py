@@ -45,7 +45,7 @@ from curator.curation import step
 from curator.curation.sampler import entropy, softmax
 from curator.curation.types import Strategy
 from curator.db.models import Bank, Feedback, HistoryPoint, Problem, Run, Ticket, TicketItem
-from curator.selected_by import OTHER_VALUE, field_counts, group_value
+from curator.runs.selected_by import OTHER_VALUE, field_counts, group_value
 
 PROMPT_CHARS = 280
 _IN_CHUNK = 2000  # bound on IN-list parameters per query (SQLite and PostgreSQL)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from curator.bank import access
 from curator.bank.files import BankFiles
 from curator.core.tickets import TicketState
+from curator.curation import step
 from curator.curation.control import control_sums
 from curator.curation.types import Observation, Strategy, UpdateStats
 from curator.db.models import (
@@ -26,8 +27,8 @@ from curator.db.models import (
     TicketItem,
     utcnow,
 )
-from curator.selected_by import selected_counts
-from curator.strategy_store import write_checkpoint
+from curator.runs.selected_by import selected_counts
+from curator.runs.strategy_store import write_checkpoint
 
 
 class Overtaken(Exception):
@@ -51,16 +52,9 @@ def observations(s: Session, files: BankFiles, session_factory: sessionmaker[Ses
         return [], share
     positions = np.array([r.problem_id for r in rows], dtype=np.int64)
     vectors = access.embeddings(files, session_factory, bank, positions)
-    cats = (dict(zip(positions.tolist(), access.categories(s, bank.id, positions,
-                                                            category_field)))
-            if category_field else {})
-    return [
-        Observation(problem_id=r.problem_id, logit=r.logit, propensity=r.propensity,
-                    source=r.source, embedding=vectors[i], category=cats.get(r.problem_id),
-                    utility=r.utility, utility_kind=r.utility_kind,
-                    mean_reward=r.mean_reward, mean_abs_advantage=r.mean_abs_advantage)
-        for i, r in enumerate(rows)
-    ], share
+    cats = (access.categories(s, bank.id, positions, category_field)
+            if category_field else None)
+    return step.observations(rows, vectors, cats), share
 
 
 def record_update(s: Session, *, run: Run, ticket: Ticket, bank: Bank, version: int,

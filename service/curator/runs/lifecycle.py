@@ -15,7 +15,7 @@ from curator.core.errors import Invalid, Missing
 from curator.curation.strategies import STRATEGIES, StrategyError, build_strategy
 from curator.db.models import Bank, Run
 from curator.runs import tokens
-from curator.strategy_store import warm_start
+from curator.runs.strategy_store import warm_start
 
 
 @dataclass

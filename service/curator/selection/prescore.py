@@ -137,7 +137,7 @@ class SelectionHandover:
 
     def prepare(self, run: Run, bank: Bank, version: int,
                 strategy: Strategy) -> tuple[Strategy, Prescored | None]:
-        from curator.strategy_store import selection_copy
+        from curator.runs.strategy_store import selection_copy
 
         scores = prescore_next(strategy, version, run.id, self._sf, self._files,
                                self.snapshots.last_batch_size(run.id))

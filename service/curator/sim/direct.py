@@ -5,9 +5,10 @@ worker (worker/updater.py) do for one run, in one process: the same keyed propos
 (cursor + Feistel permutation, epoch boundaries included), the same strategy object's
 `logits`, the same sampler with the same per-step random stream
 (`default_rng([seed, step])`), the same utility (`summarise_group`) and the same
-`Observation`s handed to `update`. With `sync_feedback` (every select sees every
-earlier update, as in the HTTP simulator) a direct run reproduces the service's
-trajectory; `tests/sim/test_direct.py` checks that step for step against the real app.
+`Observation`s handed to `update` (`curation.step.observations`). With `sync_feedback`
+(every select sees every earlier update, as in the HTTP simulator) a direct run
+reproduces the service's trajectory; `tests/sim/test_direct.py` checks that step for
+step against the real app.
 
 What it skips is everything that is not the algorithm: JSON, SQL, checkpoints (the
 strategy is not reloaded from its `state_dict` between select and update — the
@@ -29,7 +30,6 @@ import numpy as np
 from curator.curation import step as curation_step
 from curator.curation.proposal import pool_positions
 from curator.curation.strategies import build_strategy
-from curator.curation.types import Observation
 from curator.curation.utility import summarise_group
 from curator.sim.bank import NOISE_KINDS, SimBank
 from curator.sim.protocol import SimStudent, StudentSpec
@@ -129,18 +129,17 @@ def simulate_run_direct(
         rewards = stud.rollouts(train, idx, cfg.rollouts, rng)
         out = stud.step(train, idx, rewards, rng)
         if strat is not None:
-            obs = []
+            reported = []
             for j, i in enumerate(idx):
                 ratios = None if cfg.rewards_only else out.log_ratios[j].tolist()
                 u, kind, mean_r, mean_abs = summarise_group(rewards[j].tolist(), ratios)
-                obs.append(Observation(
+                reported.append(curation_step.ReportedItem(
                     problem_id=int(i), logit=float(logits[pick[j]]),
-                    propensity=float(props[j]), source=sources[j],  # type: ignore[arg-type]
-                    embedding=features[i],
-                    category=category(bank, int(i), strat.category_field),
-                    utility=u, utility_kind=kind, mean_reward=mean_r,
-                    mean_abs_advantage=mean_abs))
-            strat.update(obs)
+                    propensity=float(props[j]), source=sources[j], utility=u,
+                    utility_kind=kind, mean_reward=mean_r, mean_abs_advantage=mean_abs))
+            cats = ([category(bank, int(i), strat.category_field) for i in idx]
+                    if strat.category_field else None)
+            strat.update(curation_step.observations(reported, features[idx], cats))
         util = realised_improvement(rewards, out.log_ratios)
         record_step(rec, train, idx, rewards, util, sources)
         if step % cfg.eval_every == 0 or step == cfg.steps:

@@ -26,7 +26,7 @@ from curator.db.models import (
     Ticket,
 )
 from curator.runs import apply
-from curator.strategy_store import NonFiniteState, load_strategy
+from curator.runs.strategy_store import NonFiniteState, load_strategy
 
 log = logging.getLogger("curator.worker")
 
