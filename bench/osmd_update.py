@@ -71,8 +71,8 @@ async def main() -> None:
     from curator.runs import apply
     from curator.runs.feedback import ResultRecord, record_feedback
     from curator.runs.selection import select_batch
-    from curator.selection.prescore import SelectionHandover
     from curator.runs.strategy_store import fresh_strategy
+    from curator.selection.prescore import SelectionHandover
     from curator.worker.updater import Updater
 
     tmp = tempfile.mkdtemp()

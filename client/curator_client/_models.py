@@ -151,6 +151,7 @@ class RunInfo:
     model_version: int = 0
     tickets: TicketCounts = field(default_factory=TicketCounts)
     stats: dict[str, Any] = field(default_factory=dict)
+    revoked: bool = False  # the run's token was revoked: it selects and reports no more
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunInfo:
@@ -165,6 +166,7 @@ class RunInfo:
             model_version=int(data.get("model_version", 0)),
             tickets=TicketCounts.from_json(data.get("tickets")),
             stats=_dict(data.get("stats")),
+            revoked=bool(data.get("revoked", False)),
         )
 
 
@@ -245,10 +247,18 @@ class FeedbackReceipt:
 
 @dataclass(frozen=True)
 class Health:
-    """Answer of `/healthz` or `/readyz`. `ok` is true when the HTTP status was 200."""
+    """Answer of `/healthz` or `/readyz`. `ok` is true when the HTTP status was 200.
+
+    `/readyz` also fills `checks` (db, queue, worker, model) and `workers`: `alive`,
+    `last_beat_age_s`, `lag_s` (age of the oldest reported, unapplied ticket) and
+    `waiting` (None when the server could not read its database); `error` is the one
+    error shape when it could not answer fully.
+    """
 
     status: str
     checks: dict[str, Any] = field(default_factory=dict)
+    workers: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
     http_status: int = 200
 
     @property
@@ -260,6 +270,8 @@ class Health:
         return cls(
             status=str(data["status"]),
             checks=_dict(data.get("checks")),
+            workers=None if data.get("workers") is None else dict(data["workers"]),
+            error=None if data.get("error") is None else dict(data["error"]),
             http_status=http_status,
         )
 

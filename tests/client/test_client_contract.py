@@ -64,6 +64,10 @@ def test_sync_client_trainer_loop(sqlite_settings):
         with pytest.raises(Unauthorized):
             run.info()  # the old token stopped working
         assert c.revoke_run(other.run_id) == {"run_id": other.run_id, "revoked": True}
+        assert c.get_run(other.run_id).revoked and not new.info().revoked
+        ready = c.readyz()  # the in-process worker beats; nothing waits once applied
+        assert ready.ok and ready.workers is not None and ready.workers["alive"] >= 1
+        assert set(ready.workers) == {"alive", "last_beat_age_s", "lag_s", "waiting"}
 
 
 @pytest.mark.anyio

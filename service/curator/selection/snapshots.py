@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from curator.curation.types import Strategy
 from curator.db.models import Bank, Run
-from curator.selection.prescored import Prescored
 from curator.runs.strategy_store import load_selection
+from curator.selection.prescored import Prescored
 
 
 class SnapshotCache:
