@@ -71,7 +71,7 @@ async def main() -> None:
     from curator.runs import apply
     from curator.runs.feedback import ResultRecord, record_feedback
     from curator.runs.selection import select_batch
-    from curator.runs.strategy_store import fresh_strategy
+    from curator.runs.strategy_store import fresh_strategy, selection_copy
     from curator.selection.prescore import SelectionHandover
     from curator.worker.updater import Updater
 
@@ -109,7 +109,7 @@ async def main() -> None:
 
         # as the embedded server's worker: each apply also stages the next pool, scored
         updater = Updater(st.session_factory, st.files, "cpu", handover=SelectionHandover(
-            st.snapshots, st.session_factory, st.files, "cpu"))
+            st.snapshots, st.session_factory, st.files, "cpu", copy=selection_copy))
         out = {}
         for name, run_id in runs.items():
             with st.session_factory() as s:

@@ -20,6 +20,7 @@ from curator.api.schemas import ErrorResponse
 from curator.bank.files import BankFiles
 from curator.core.config import Settings
 from curator.db.session import make_engine, make_session_factory
+from curator.runs import strategy_store
 from curator.selection.announcements import preload_versions
 from curator.selection.prescore import SelectionHandover
 from curator.selection.snapshots import SnapshotCache
@@ -64,12 +65,13 @@ def build_state(settings: Settings) -> AppState:
                                             settings.worker_group)
     else:
         queue = InProcessQueue()
-    snapshots = SnapshotCache(session_factory, device)
+    snapshots = SnapshotCache(session_factory, device, load=strategy_store.load_selection)
     updater = None
     if settings.embedded_worker:
+        handover = SelectionHandover(snapshots, session_factory, files, device,
+                                     copy=strategy_store.selection_copy)
         updater = Updater(session_factory, files, device,
-                          max_attempts=settings.max_apply_attempts,
-                          handover=SelectionHandover(snapshots, session_factory, files, device))
+                          max_attempts=settings.max_apply_attempts, handover=handover)
     return AppState(settings=settings, engine=engine, session_factory=session_factory,
                     files=files, snapshots=snapshots, queue=queue, versions=versions,
                     updater=updater, device=device,

@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from curator.bank.files import BankFiles
 from curator.core.config import Settings
 from curator.core.metrics import Metrics
+from curator.core.versions import VersionChannel
 from curator.selection.snapshots import SnapshotCache
-from curator.worker.queue import FeedbackQueue, VersionChannel
+from curator.worker.queue import FeedbackQueue
 from curator.worker.updater import Updater
 
 

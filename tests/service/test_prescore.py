@@ -92,7 +92,10 @@ def test_staged_state_serves_only_the_version_it_was_staged_for():
     from curator.selection.prescored import Prescored
     from curator.selection.snapshots import SnapshotCache
 
-    cache = SnapshotCache(session_factory=None, device="cpu")  # never reads: no misses
+    def never(*_):  # no misses here: a load would be a failure of the test
+        raise AssertionError("the cache loaded a checkpoint")
+
+    cache = SnapshotCache(session_factory=None, device="cpu", load=never)
     run = SimpleNamespace(id=1, bank_id=1)
     old, new = object(), object()
     cache.put(1, 2, old)

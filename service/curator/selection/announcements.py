@@ -18,11 +18,11 @@ import logging
 from sqlalchemy.orm import Session, sessionmaker
 
 from curator.bank.files import BankFiles
+from curator.core.versions import VersionChannel
 from curator.db.models import Run
 from curator.selection.prescore import draw_ahead, prescore_into
 from curator.selection.prescored import Prescored
 from curator.selection.snapshots import SnapshotCache
-from curator.worker.queue import VersionChannel
 
 log = logging.getLogger("curator")
 

@@ -21,6 +21,7 @@ and the select that matches them only records the ticket.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 from sqlalchemy import select
@@ -35,6 +36,10 @@ from curator.db.models import Bank, Run, Ticket
 from curator.selection.draws import draw, with_problems
 from curator.selection.prescored import Prescored
 from curator.selection.snapshots import SnapshotCache
+
+# (training copy, run, bank dim, device) → an independent copy for selection:
+# runs/strategy_store.selection_copy, passed in by app.py (see snapshots.SelectionLoader)
+SelectionCopier = Callable[[Strategy, Run, int, str], Strategy]
 
 
 def with_draw(scores: Prescored, seed: int, batch_size: int | None, files: BankFiles,
@@ -129,19 +134,18 @@ class SelectionHandover:
     """
 
     def __init__(self, snapshots: SnapshotCache, session_factory: sessionmaker[Session],
-                 files: BankFiles, device: str) -> None:
+                 files: BankFiles, device: str, *, copy: SelectionCopier) -> None:
         self.snapshots = snapshots
+        self._copy = copy
         self._sf = session_factory
         self._files = files
         self._device = device
 
     def prepare(self, run: Run, bank: Bank, version: int,
                 strategy: Strategy) -> tuple[Strategy, Prescored | None]:
-        from curator.runs.strategy_store import selection_copy
-
         scores = prescore_next(strategy, version, run.id, self._sf, self._files,
                                self.snapshots.last_batch_size(run.id))
-        return selection_copy(strategy, run, bank.dim, self._device), scores
+        return self._copy(strategy, run, bank.dim, self._device), scores
 
     def stage(self, run_id: int, version: int, prepared: object) -> None:
         copy, scores = prepared  # type: ignore[misc]

@@ -13,21 +13,28 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from curator.curation.types import Strategy
 from curator.db.models import Bank, Run
-from curator.runs.strategy_store import load_selection
 from curator.selection.prescored import Prescored
+
+# (session, run, version, bank dim, device) → the strategy as of `version`, for
+# selection only: runs/strategy_store.load_selection, passed in by app.py, so this
+# machinery reads checkpoints without depending on the use cases above it
+SelectionLoader = Callable[[Session, Run, int, int, str], Strategy]
 
 
 class SnapshotCache:
     """LRU of (run_id → (version, strategy)) for selection; reloads when the version moves."""
 
-    def __init__(self, session_factory: sessionmaker[Session], device: str, size: int = 64):
+    def __init__(self, session_factory: sessionmaker[Session], device: str, *,
+                 load: SelectionLoader, size: int = 64):
         self._sf = session_factory
+        self._load = load
         self._device = device
         self._size = size
         self._items: OrderedDict[int, tuple[int, Strategy]] = OrderedDict()
@@ -60,7 +67,7 @@ class SnapshotCache:
             return self._put(run.id, version, staged[1])
         with self._sf() as s:
             dim = s.scalar(select(Bank.dim).where(Bank.id == run.bank_id))
-            strategy = load_selection(s, run, version, dim, self._device)
+            strategy = self._load(s, run, version, dim, self._device)
         return self._put(run.id, version, strategy)
 
     def put(self, run_id: int, version: int, strategy: Strategy) -> Strategy:

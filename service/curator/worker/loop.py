@@ -12,9 +12,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from curator.core.tickets import TicketState
+from curator.core.versions import VersionChannel
 from curator.db.models import Ticket, utcnow
 from curator.worker.beats import BEAT_EVERY_S, Heartbeat
-from curator.worker.queue import FeedbackQueue, VersionChannel
+from curator.worker.queue import FeedbackQueue
 from curator.worker.updater import Updater
 
 log = logging.getLogger("curator.worker")

@@ -5,10 +5,9 @@
 acknowledged only after the ticket is applied, and entries a dead consumer left
 pending are claimed by another (XAUTOCLAIM).
 
-`VersionChannel` is a second, separate role: separate workers announce each new curator
-version to the API replicas (Redis pub/sub; `RedisStreamQueue` plays both roles over one
-connection). In one process there is no channel: the embedded worker hands versions to
-the API directly (selection/prescore.py's `SelectionHandover`).
+`RedisStreamQueue` also plays a second, separate role over the same connection: the
+`VersionChannel` (core/versions.py) by which separate workers announce each new curator
+version to the API replicas (Redis pub/sub).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
-from collections.abc import AsyncIterator
 from typing import Protocol
 
 
@@ -36,17 +34,6 @@ class FeedbackQueue(Protocol):
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
-
-
-class VersionChannel(Protocol):
-    async def announce(self, run_id: int, version: int, payload: str | None = None) -> None:
-        """Tell API replicas a new curator version exists (they preload it); `payload`
-        is the version's prescored next pool (selection/prescored.py), when there is one."""
-        ...
-
-    def versions(self) -> AsyncIterator[tuple[int, int, str | None]]:
-        """The announcements, as (run_id, version, payload or None), until cancelled."""
-        ...
 
 
 class InProcessQueue:
