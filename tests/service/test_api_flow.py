@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import sessionmaker
 
 from curator.db.models import Feedback, Ticket
 from tests.service.helpers import AUTH, bearer, make_bank, make_run, running_app
@@ -63,6 +64,27 @@ async def test_select_feedback_roundtrip(settings):
         assert conn.scalar(select(func.count()).select_from(Feedback)) == 8
         assert conn.scalar(select(Ticket.state)) == "applied"
     engine.dispose()
+
+
+async def test_readyz_unavailable_when_the_database_cannot_be_read(settings, tmp_path):
+    """The database check is the worker-status read itself: when it fails the replica
+    answers 503 in the one error shape, with no worker figures."""
+    async with running_app(settings) as (client, app):
+        state = app.state.curator
+        good = state.session_factory
+        gone = create_engine(f"sqlite:///{tmp_path}/no/such/dir/curator.db")
+        state.session_factory = sessionmaker(gone)
+        try:
+            r = await client.get("/readyz")
+        finally:
+            state.session_factory = good
+            gone.dispose()
+        assert r.status_code == 503, r.text
+        body = r.json()
+        assert body["status"] == "unavailable" and body["checks"]["db"] is False
+        assert body["workers"] is None and body["error"]["type"] == "unavailable"
+        r = await client.get("/readyz")
+        assert r.status_code == 200 and r.json()["checks"]["db"] is True
 
 
 async def test_concurrent_selects_get_disjoint_pools(settings):
